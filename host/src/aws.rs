@@ -1,0 +1,139 @@
+//! The one place that builds AWS clients: region, credentials (the SDK's
+//! standard chain), endpoint override, retries and timeouts.
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+
+/// Where and how to reach AWS (or a compatible endpoint).
+#[derive(Debug, Clone, Default)]
+pub struct AwsSettings {
+    /// `--endpoint-url`: a custom S3/SQS endpoint (e.g. a local emulator).
+    pub endpoint_url: Option<String>,
+    /// `--region`; otherwise the SDK's chain (AWS_REGION, profile).
+    pub region: Option<String>,
+    /// Attempts per request, the first included, for the SDK's own retries.
+    pub max_attempts: u32,
+}
+
+/// The clients the host uses.
+#[derive(Debug, Clone)]
+pub struct Clients {
+    /// S3, path-style when an endpoint is overridden.
+    pub s3: aws_sdk_s3::Client,
+    /// SQS.
+    pub sqs: aws_sdk_sqs::Client,
+}
+
+/// The region could not be determined.
+#[derive(Debug, thiserror::Error)]
+#[error("no AWS region: pass --region REGION (e.g. --region ap-northeast-1) or set AWS_REGION")]
+pub struct NoRegion;
+
+/// Builds both clients once, at start-up.
+pub async fn clients(settings: &AwsSettings) -> Result<Clients, NoRegion> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(region) = &settings.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some(url) = &settings.endpoint_url {
+        loader = loader.endpoint_url(url.clone());
+    }
+    let mut shared = loader.load().await;
+    if shared.region().is_none() {
+        if settings.endpoint_url.is_none() {
+            return Err(NoRegion);
+        }
+        // Local emulators accept any region; spare their users the flag.
+        shared = shared
+            .into_builder()
+            .region(Region::new("us-east-1"))
+            .build();
+    }
+    let retry = RetryConfig::standard()
+        .with_max_attempts(settings.max_attempts.max(1))
+        .with_initial_backoff(Duration::from_millis(100))
+        .with_max_backoff(Duration::from_secs(5));
+    // A stalled connection must fail and be retried, not hang a worker. SQS
+    // attempts must outlast the 20 s long poll.
+    let s3_timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .operation_attempt_timeout(Duration::from_secs(30))
+        .build();
+    let sqs_timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .operation_attempt_timeout(Duration::from_secs(45))
+        .build();
+    let s3 = aws_sdk_s3::config::Builder::from(&shared)
+        .force_path_style(settings.endpoint_url.is_some())
+        .retry_config(retry.clone())
+        .timeout_config(s3_timeouts)
+        .build();
+    let sqs = aws_sdk_sqs::config::Builder::from(&shared)
+        .retry_config(retry)
+        .timeout_config(sqs_timeouts)
+        .build();
+    Ok(Clients {
+        s3: aws_sdk_s3::Client::from_conf(s3),
+        sqs: aws_sdk_sqs::Client::from_conf(sqs),
+    })
+}
+
+/// The HTTP status of a failed call, when a response arrived.
+pub(crate) fn http_status<E>(error: &SdkError<E, HttpResponse>) -> Option<u16> {
+    error
+        .raw_response()
+        .map(|response| response.status().as_u16())
+}
+
+/// Throttling, server errors, timeouts and connection failures may pass.
+pub(crate) fn is_transient<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> bool {
+    match error {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(_) => {
+            let status = http_status(error).unwrap_or(0);
+            let code = error.code().unwrap_or("");
+            status >= 500
+                || matches!(status, 408 | 409 | 429)
+                || matches!(
+                    code,
+                    "SlowDown"
+                        | "RequestTimeout"
+                        | "Throttling"
+                        | "ThrottlingException"
+                        | "RequestThrottled"
+                        | "ConditionalRequestConflict"
+                )
+        }
+        _ => false,
+    }
+}
+
+/// One line: the error code and message when the service sent them.
+pub(crate) fn describe<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    error: &SdkError<E, HttpResponse>,
+) -> String {
+    let status = http_status(error)
+        .map(|s| format!("HTTP {s} "))
+        .unwrap_or_default();
+    match (error.code(), error.message()) {
+        (Some(code), Some(message)) => format!("{status}{code}: {message}"),
+        (Some(code), None) => format!("{status}{code}"),
+        _ => {
+            let mut text = error.to_string();
+            let mut source = std::error::Error::source(error);
+            while let Some(cause) = source {
+                text.push_str(": ");
+                text.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            format!("{status}{text}")
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! The subcommands, each one function from validated settings to an outcome.
+
+pub mod route;
+pub mod run;
+
+/// How a command ended, as a process exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Everything done.
+    Success = 0,
+    /// The command ran but work failed (e.g. `--drain` left messages unarchived).
+    Failure = 1,
+    /// Invalid settings, found at start-up.
+    Usage = 2,
+}
+
+/// A command's failure, with the exit code it maps to.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// A setting, the component, the bucket or a queue cannot be used: exit 2.
+    #[error("{0}")]
+    Startup(String),
+    /// Anything else: exit 1.
+    #[error(transparent)]
+    Runtime(#[from] anyhow::Error),
+}
+
+impl CommandError {
+    /// The exit code.
+    pub fn exit(&self) -> Exit {
+        match self {
+            Self::Startup(_) => Exit::Usage,
+            Self::Runtime(_) => Exit::Failure,
+        }
+    }
+}
+
+/// Loads the routing component; an unusable component or rejected settings
+/// is a start-up error naming the setting.
+pub fn load_component(
+    routing: &crate::config::RoutingConfig,
+) -> Result<crate::engine::RouterComponent, CommandError> {
+    use crate::engine::{ComponentError, RouterComponent};
+    RouterComponent::load(
+        routing.component.as_deref(),
+        &routing.settings,
+        routing.limits,
+    )
+    .map_err(|error| match error {
+        ComponentError::Settings(e) => {
+            CommandError::Startup(crate::config::settings_error_message(&e))
+        }
+        other => CommandError::Startup(format!("invalid --component: {other}")),
+    })
+}

@@ -1,0 +1,926 @@
+//! The command line, the environment and the TOML config file, merged (flags
+//! win over environment, environment over file) and validated once into the
+//! settings each command runs with. Every error names the setting and the fix.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use audit_archiver_transform::{self as transform, SettingsError, TenantOverride, TimeSource};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+
+use crate::aws::AwsSettings;
+use crate::engine::SandboxLimits;
+use crate::pipeline::PipelineSettings;
+use crate::s3::ObjectOptions;
+
+/// An invalid setting: exit code 2, with a message naming the setting and the fix.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn bad(message: impl Into<String>) -> ConfigError {
+    ConfigError(message.into())
+}
+
+/// Archives Prisma Cloud audit logs from Amazon SQS to S3, one object per
+/// message, never losing or overwriting one.
+#[derive(Debug, Parser)]
+#[command(name = "audit-archiver", version, max_term_width = 100)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Poll SQS queues and archive every message to S3; delete each message
+    /// only once its object is stored.
+    ///
+    /// Example: audit-archiver run --bucket acme-audit-archive --queue-prefix acme- --region ap-northeast-1
+    Run(RunArgs),
+    /// Print where each message would be archived, without AWS: reads a
+    /// Lambda-shaped SQS event ({"Records":[...]}) or NDJSON of records.
+    ///
+    /// Example: audit-archiver route --event event.json --key-template seed
+    Route(RouteArgs),
+}
+
+/// Options shared by `run` and `route`.
+#[derive(Debug, Args)]
+pub struct RoutingArgs {
+    /// TOML file with any option of this command, named in snake_case
+    /// (e.g. `key_template = "seed"`); flags and environment win over it.
+    #[arg(long, env = "AUDIT_ARCHIVER_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Object key layout: `default` (never collides), `seed` (the reference
+    /// layout: {tenant}/%Y/%m/%d/prismacloud-auditlog-{tenant}-%Y%m%d-%H%M%S.json)
+    /// or a template starting with `{tenant}/` using {tenant} {queue}
+    /// {message_id} %Y %m %d %H %M %S %j %%. [default: default]
+    #[arg(
+        long,
+        env = "AUDIT_ARCHIVER_KEY_TEMPLATE",
+        value_name = "seed|default|TEMPLATE"
+    )]
+    pub key_template: Option<String>,
+
+    /// Which time names the object: the message's first receive, when it was
+    /// sent, or the audit record's own `timestamp`. [default: first-receive]
+    #[arg(long, env = "AUDIT_ARCHIVER_TIME_SOURCE", value_enum)]
+    pub time_source: Option<TimeSourceArg>,
+
+    /// The UTC offset of the dates in keys, e.g. +09:00 (JST), +00:00, -05:00.
+    /// [default: +09:00]
+    #[arg(
+        long,
+        env = "AUDIT_ARCHIVER_UTC_OFFSET",
+        value_name = "±HH:MM",
+        allow_hyphen_values = true
+    )]
+    pub utc_offset: Option<String>,
+
+    /// An explicit tenant for a queue, overriding "name up to its first -".
+    /// Repeatable. Example: --tenant-map legacy-audit-queue=acme
+    #[arg(
+        long,
+        env = "AUDIT_ARCHIVER_TENANT_MAP",
+        value_name = "QUEUE=TENANT",
+        value_delimiter = ','
+    )]
+    pub tenant_map: Vec<String>,
+
+    /// A routing component (.wasm) to use instead of the embedded one; it must
+    /// implement wit/router.wit and import nothing.
+    #[arg(long, env = "AUDIT_ARCHIVER_COMPONENT", value_name = "PATH")]
+    pub component: Option<PathBuf>,
+
+    /// Log format on stderr. [default: text]
+    #[arg(long, env = "AUDIT_ARCHIVER_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// `--time-source` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TimeSourceArg {
+    /// ApproximateFirstReceiveTimestamp (the reference layout).
+    FirstReceive,
+    /// SentTimestamp.
+    Sent,
+    /// The audit record's `timestamp` field (earliest, for an array body).
+    Event,
+}
+
+impl From<TimeSourceArg> for TimeSource {
+    fn from(arg: TimeSourceArg) -> Self {
+        match arg {
+            TimeSourceArg::FirstReceive => TimeSource::FirstReceive,
+            TimeSourceArg::Sent => TimeSource::Sent,
+            TimeSourceArg::Event => TimeSource::Event,
+        }
+    }
+}
+
+/// `--log-format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `run` options.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub routing: RoutingArgs,
+
+    /// The archive bucket. Example: --bucket acme-audit-archive
+    #[arg(long, env = "S3_BUCKET_NAME", value_name = "NAME")]
+    pub bucket: Option<String>,
+
+    /// A queue to archive, by URL or name; repeatable.
+    /// Example: --queue acme-prismacloud-auditlog.fifo
+    #[arg(
+        long = "queue",
+        env = "AUDIT_ARCHIVER_QUEUES",
+        value_name = "URL|NAME",
+        value_delimiter = ','
+    )]
+    pub queues: Vec<String>,
+
+    /// Archive every queue whose name starts with PREFIX (found with
+    /// ListQueues at start-up). Example: --queue-prefix acme-
+    #[arg(long, env = "AUDIT_ARCHIVER_QUEUE_PREFIX", value_name = "PREFIX")]
+    pub queue_prefix: Option<String>,
+
+    /// A custom S3/SQS endpoint, e.g. a local emulator: http://127.0.0.1:5000
+    #[arg(long, env = "AWS_ENDPOINT_URL", value_name = "URL")]
+    pub endpoint_url: Option<String>,
+
+    /// The AWS region. Otherwise the SDK's chain (AWS_REGION, profile).
+    #[arg(long, env = "AWS_REGION", value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// Exit 0 once every queue is empty and all work is settled (a batch
+    /// job); exit 1 if any message could not be archived.
+    #[arg(long, env = "AUDIT_ARCHIVER_DRAIN")]
+    pub drain: bool,
+
+    /// Most messages being stored at once, across all queues. [default: 32]
+    #[arg(long, env = "AUDIT_ARCHIVER_CONCURRENCY", value_name = "N")]
+    pub concurrency: Option<usize>,
+
+    /// Key prefix of messages that cannot be routed; each is stored as
+    /// {prefix}{queue}/{message_id}.json with the reason in its metadata.
+    /// [default: _quarantine/]
+    #[arg(long, env = "AUDIT_ARCHIVER_QUARANTINE_PREFIX", value_name = "PREFIX")]
+    pub quarantine_prefix: Option<String>,
+
+    /// How long a received message stays hidden from other consumers; work
+    /// that takes longer extends it. [default: 60]
+    #[arg(
+        long,
+        env = "AUDIT_ARCHIVER_VISIBILITY_TIMEOUT_SECS",
+        value_name = "SECS"
+    )]
+    pub visibility_timeout_secs: Option<u32>,
+
+    /// Long-poll wait of each receive, 0 to 20. [default: 20; 2 with --drain]
+    #[arg(long, env = "AUDIT_ARCHIVER_WAIT_TIME_SECS", value_name = "SECS")]
+    pub wait_time_secs: Option<u32>,
+
+    /// Server-side encryption of stored objects: AES256 or aws:kms.
+    #[arg(long, env = "AUDIT_ARCHIVER_SSE", value_name = "AES256|aws:kms")]
+    pub sse: Option<String>,
+
+    /// The KMS key for --sse aws:kms (ID, ARN or alias ARN).
+    #[arg(long, env = "AUDIT_ARCHIVER_SSE_KMS_KEY_ID", value_name = "KEY")]
+    pub sse_kms_key_id: Option<String>,
+
+    /// Refuse to write unless the bucket belongs to this account ID.
+    #[arg(
+        long,
+        env = "AUDIT_ARCHIVER_EXPECTED_BUCKET_OWNER",
+        value_name = "ACCOUNT_ID"
+    )]
+    pub expected_bucket_owner: Option<String>,
+
+    /// Storage class of stored objects, e.g. STANDARD_IA or GLACIER_IR.
+    #[arg(long, env = "AUDIT_ARCHIVER_STORAGE_CLASS", value_name = "CLASS")]
+    pub storage_class: Option<String>,
+
+    /// Object Lock retention mode for each stored object (the bucket must have
+    /// Object Lock enabled): GOVERNANCE or COMPLIANCE.
+    #[arg(long, env = "AUDIT_ARCHIVER_OBJECT_LOCK_MODE", value_name = "MODE")]
+    pub object_lock_mode: Option<String>,
+
+    /// Days each object is locked, with --object-lock-mode. Example: 2555 (7 years)
+    #[arg(
+        long,
+        env = "AUDIT_ARCHIVER_OBJECT_LOCK_RETAIN_DAYS",
+        value_name = "DAYS"
+    )]
+    pub object_lock_retain_days: Option<u32>,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics. Example: 127.0.0.1:9464
+    #[arg(long, env = "AUDIT_ARCHIVER_METRICS_ADDR", value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
+    /// Log the counters every SECS seconds; 0 turns it off. [default: 60]
+    #[arg(long, env = "AUDIT_ARCHIVER_STATS_INTERVAL_SECS", value_name = "SECS")]
+    pub stats_interval_secs: Option<u64>,
+
+    /// Attempts per AWS request (the SDK's retries with backoff), first
+    /// included. Failed stores are retried again after that. [default: 5]
+    #[arg(long, env = "AUDIT_ARCHIVER_MAX_ATTEMPTS", value_name = "N")]
+    pub max_attempts: Option<u32>,
+
+    /// Time limit of one call into the routing component. [default: 1000]
+    #[arg(long, env = "AUDIT_ARCHIVER_COMPONENT_TIMEOUT_MS", value_name = "MS")]
+    pub component_timeout_ms: Option<u64>,
+
+    /// Memory limit of the routing component. [default: 64]
+    #[arg(long, env = "AUDIT_ARCHIVER_COMPONENT_MEMORY_MIB", value_name = "MIB")]
+    pub component_memory_mib: Option<usize>,
+}
+
+/// `route` options.
+#[derive(Debug, Args)]
+pub struct RouteArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub routing: RoutingArgs,
+
+    /// The event to route: a file, or `-` for stdin.
+    #[arg(long, value_name = "FILE|-")]
+    pub event: PathBuf,
+}
+
+/// The config file: every option, snake_case. Unknown keys are errors.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    key_template: Option<String>,
+    time_source: Option<TimeSourceArg>,
+    utc_offset: Option<String>,
+    tenant_map: Option<BTreeMap<String, String>>,
+    component: Option<PathBuf>,
+    log_format: Option<LogFormat>,
+    bucket: Option<String>,
+    queues: Option<Vec<String>>,
+    queue_prefix: Option<String>,
+    endpoint_url: Option<String>,
+    region: Option<String>,
+    drain: Option<bool>,
+    concurrency: Option<usize>,
+    quarantine_prefix: Option<String>,
+    visibility_timeout_secs: Option<u32>,
+    wait_time_secs: Option<u32>,
+    sse: Option<String>,
+    sse_kms_key_id: Option<String>,
+    expected_bucket_owner: Option<String>,
+    storage_class: Option<String>,
+    object_lock_mode: Option<String>,
+    object_lock_retain_days: Option<u32>,
+    metrics_addr: Option<SocketAddr>,
+    stats_interval_secs: Option<u64>,
+    max_attempts: Option<u32>,
+    component_timeout_ms: Option<u64>,
+    component_memory_mib: Option<usize>,
+}
+
+fn read_file(path: Option<&PathBuf>) -> Result<FileConfig, ConfigError> {
+    let Some(path) = path else {
+        return Ok(FileConfig::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| bad(format!("cannot read --config {}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| {
+        bad(format!(
+            "invalid --config {}: {e}(options are the long flag names in snake_case, e.g. key_template)",
+            path.display()
+        ))
+    })
+}
+
+/// Validated routing settings, shared by both commands.
+#[derive(Debug, Clone)]
+pub struct RoutingConfig {
+    /// What the component is given.
+    pub settings: transform::Settings,
+    /// `--component`, or `None` for the embedded one.
+    pub component: Option<PathBuf>,
+    /// Sandbox bounds.
+    pub limits: SandboxLimits,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+/// Which queues `run` archives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueSelection {
+    /// `--queue` values (URLs or names).
+    Listed(Vec<String>),
+    /// `--queue-prefix`.
+    Prefix(String),
+}
+
+/// Validated `run` settings.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Routing.
+    pub routing: RoutingConfig,
+    /// The bucket.
+    pub bucket: String,
+    /// The queues.
+    pub queues: QueueSelection,
+    /// Endpoint, region, retries.
+    pub aws: AwsSettings,
+    /// Exit when the queues are empty.
+    pub drain: bool,
+    /// Messages stored at once.
+    pub concurrency: usize,
+    /// Store-step settings.
+    pub pipeline: PipelineSettings,
+    /// Visibility timeout of received messages.
+    pub visibility_timeout_secs: u32,
+    /// Long-poll wait.
+    pub wait_time_secs: u32,
+    /// Per-object settings.
+    pub objects: ObjectOptions,
+    /// Prometheus endpoint.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Period of the counters' log line.
+    pub stats_interval: Option<Duration>,
+}
+
+/// Validated `route` settings.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// Routing.
+    pub routing: RoutingConfig,
+    /// The input file, `None` for stdin.
+    pub event: Option<PathBuf>,
+}
+
+impl RoutingArgs {
+    fn validate(
+        self,
+        file: &FileConfig,
+        limits: SandboxLimits,
+    ) -> Result<RoutingConfig, ConfigError> {
+        let utc_offset_minutes = match self.utc_offset.or_else(|| file.utc_offset.clone()) {
+            Some(text) => parse_utc_offset(&text)?,
+            None => 9 * 60,
+        };
+        let mut tenant_overrides = Vec::new();
+        for pair in &self.tenant_map {
+            let (queue, tenant) = pair.split_once('=').ok_or_else(|| {
+                bad(format!(
+                    "invalid --tenant-map {pair:?}: expected QUEUE=TENANT, e.g. --tenant-map legacy-audit-queue=acme"
+                ))
+            })?;
+            tenant_overrides.push(override_for(queue, tenant));
+        }
+        if self.tenant_map.is_empty() {
+            for (queue, tenant) in file.tenant_map.iter().flatten() {
+                tenant_overrides.push(override_for(queue, tenant));
+            }
+        }
+        Ok(RoutingConfig {
+            settings: transform::Settings {
+                key_template: self
+                    .key_template
+                    .or_else(|| file.key_template.clone())
+                    .unwrap_or_else(|| "default".into()),
+                time_source: self
+                    .time_source
+                    .or(file.time_source)
+                    .map_or(TimeSource::FirstReceive, TimeSource::from),
+                utc_offset_minutes,
+                tenant_overrides,
+            },
+            component: self.component.or_else(|| file.component.clone()),
+            limits,
+            log_format: self.log_format.or(file.log_format).unwrap_or_default(),
+        })
+    }
+}
+
+fn override_for(queue: &str, tenant: &str) -> TenantOverride {
+    TenantOverride {
+        queue: bare_queue_name(queue.trim()).to_string(),
+        tenant: tenant.trim().to_string(),
+    }
+}
+
+/// The bare name of a queue given as a URL, ARN or name (as given if unparseable:
+/// the component then reports it).
+pub fn bare_queue_name(queue: &str) -> &str {
+    transform::queue::queue_name(queue).unwrap_or(queue)
+}
+
+/// Parses `+09:00`, `-05:30`, `+0900`, `+09`, `Z` or `UTC` into minutes.
+pub fn parse_utc_offset(text: &str) -> Result<i16, ConfigError> {
+    let error = || {
+        bad(format!(
+            "invalid --utc-offset {text:?}: expected ±HH:MM within ±14:00, e.g. +09:00 (JST) or -05:00"
+        ))
+    };
+    let text = text.trim();
+    if matches!(text, "Z" | "z" | "UTC" | "utc") {
+        return Ok(0);
+    }
+    let (sign, rest) = match text.as_bytes().first() {
+        Some(b'+') => (1, &text[1..]),
+        Some(b'-') => (-1, &text[1..]),
+        _ => return Err(error()),
+    };
+    let digits: String = rest.chars().filter(|c| *c != ':').collect();
+    let colon_ok = match rest.find(':') {
+        None => true,
+        Some(at) => at == 2 && rest.len() == 5,
+    };
+    if !colon_ok || !digits.bytes().all(|b| b.is_ascii_digit()) || !matches!(digits.len(), 2 | 4) {
+        return Err(error());
+    }
+    let hours: i16 = digits[..2].parse().map_err(|_| error())?;
+    let minutes: i16 = if digits.len() == 4 {
+        digits[2..].parse().map_err(|_| error())?
+    } else {
+        0
+    };
+    if minutes >= 60 || hours * 60 + minutes > 14 * 60 {
+        return Err(error());
+    }
+    Ok(sign * (hours * 60 + minutes))
+}
+
+/// The message for settings the component rejected, naming the flag.
+pub fn settings_error_message(error: &SettingsError) -> String {
+    match error {
+        SettingsError::InvalidOffset(_) => format!("invalid --utc-offset: {error}"),
+        SettingsError::InvalidTenantOverride(_) => {
+            format!("invalid --tenant-map: {error}; a tenant is 1-63 letters, digits, `_` or `.`")
+        }
+        _ => format!(
+            "invalid --key-template: {error}; use `default`, `seed`, or a template such as \
+             {{tenant}}/%Y/%m/%d/{{message_id}}.json (see the README)"
+        ),
+    }
+}
+
+fn sandbox_limits(
+    timeout_ms: Option<u64>,
+    memory_mib: Option<usize>,
+) -> Result<SandboxLimits, ConfigError> {
+    let defaults = SandboxLimits::default();
+    let timeout_ms = timeout_ms.unwrap_or(defaults.call_timeout.as_millis() as u64);
+    if !(10..=60_000).contains(&timeout_ms) {
+        return Err(bad(format!(
+            "invalid --component-timeout-ms {timeout_ms}: use 10 to 60000, e.g. 1000"
+        )));
+    }
+    let memory_mib = memory_mib.unwrap_or(defaults.memory_bytes >> 20);
+    if !(1..=4096).contains(&memory_mib) {
+        return Err(bad(format!(
+            "invalid --component-memory-mib {memory_mib}: use 1 to 4096, e.g. 64"
+        )));
+    }
+    Ok(SandboxLimits {
+        memory_bytes: memory_mib << 20,
+        call_timeout: Duration::from_millis(timeout_ms),
+    })
+}
+
+impl RouteArgs {
+    /// Merges and validates `route` options.
+    pub fn validate(self) -> Result<RouteConfig, ConfigError> {
+        let file = read_file(self.routing.config.as_ref())?;
+        let limits = sandbox_limits(file.component_timeout_ms, file.component_memory_mib)?;
+        let routing = self.routing.validate(&file, limits)?;
+        let event = (self.event.as_os_str() != "-").then_some(self.event);
+        Ok(RouteConfig { routing, event })
+    }
+}
+
+const STORAGE_CLASSES: &[&str] = &[
+    "STANDARD",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER",
+    "GLACIER_IR",
+    "DEEP_ARCHIVE",
+    "REDUCED_REDUNDANCY",
+];
+
+impl RunArgs {
+    /// Merges and validates `run` options.
+    pub fn validate(self) -> Result<RunConfig, ConfigError> {
+        let file = read_file(self.routing.config.as_ref())?;
+        let limits = sandbox_limits(
+            self.component_timeout_ms.or(file.component_timeout_ms),
+            self.component_memory_mib.or(file.component_memory_mib),
+        )?;
+        let routing = self.routing.validate(&file, limits)?;
+
+        let bucket = self.bucket.or(file.bucket.clone()).ok_or_else(|| {
+            bad("no bucket: pass --bucket NAME or set S3_BUCKET_NAME (e.g. --bucket acme-audit-archive)")
+        })?;
+        check_bucket_name(&bucket)?;
+
+        let listed = if self.queues.is_empty() {
+            file.queues.clone().unwrap_or_default()
+        } else {
+            self.queues
+        };
+        let listed: Vec<String> = listed
+            .into_iter()
+            .map(|q| q.trim().to_string())
+            .filter(|q| !q.is_empty())
+            .collect();
+        let prefix = self.queue_prefix.or(file.queue_prefix.clone());
+        let queues = match (listed.is_empty(), prefix) {
+            (false, None) => QueueSelection::Listed(listed),
+            (true, Some(prefix)) if !prefix.is_empty() => QueueSelection::Prefix(prefix),
+            (true, _) => {
+                return Err(bad(
+                    "no queues: pass --queue URL|NAME (repeatable) or --queue-prefix PREFIX, e.g. --queue-prefix acme-",
+                ))
+            }
+            (false, Some(_)) => {
+                return Err(bad("--queue and --queue-prefix exclude each other: pass one of them"))
+            }
+        };
+
+        let drain = self.drain || file.drain.unwrap_or(false);
+        let concurrency = self.concurrency.or(file.concurrency).unwrap_or(32);
+        if !(1..=1024).contains(&concurrency) {
+            return Err(bad(format!(
+                "invalid --concurrency {concurrency}: use 1 to 1024, e.g. 32"
+            )));
+        }
+        let quarantine_prefix = self
+            .quarantine_prefix
+            .or(file.quarantine_prefix.clone())
+            .unwrap_or_else(|| "_quarantine/".into());
+        if quarantine_prefix.is_empty()
+            || quarantine_prefix.starts_with('/')
+            || !quarantine_prefix.ends_with('/')
+            || quarantine_prefix.split('/').any(|s| s == "." || s == "..")
+            || quarantine_prefix.chars().any(char::is_control)
+        {
+            return Err(bad(format!(
+                "invalid --quarantine-prefix {quarantine_prefix:?}: it must end with `/`, not start with `/`, \
+                 and have no `.` or `..` segment, e.g. _quarantine/"
+            )));
+        }
+        let visibility_timeout_secs = self
+            .visibility_timeout_secs
+            .or(file.visibility_timeout_secs)
+            .unwrap_or(60);
+        if !(10..=43_200).contains(&visibility_timeout_secs) {
+            return Err(bad(format!(
+                "invalid --visibility-timeout-secs {visibility_timeout_secs}: use 10 to 43200, e.g. 60"
+            )));
+        }
+        let wait_time_secs = self
+            .wait_time_secs
+            .or(file.wait_time_secs)
+            .unwrap_or(if drain { 2 } else { 20 });
+        if wait_time_secs > 20 {
+            return Err(bad(format!(
+                "invalid --wait-time-secs {wait_time_secs}: use 0 to 20"
+            )));
+        }
+
+        let sse = self.sse.or(file.sse.clone());
+        let sse_kms_key_id = self.sse_kms_key_id.or(file.sse_kms_key_id.clone());
+        match (sse.as_deref(), &sse_kms_key_id) {
+            (None | Some("AES256") | Some("aws:kms"), None) | (Some("aws:kms"), Some(_)) => {}
+            (None | Some("AES256"), Some(_)) => {
+                return Err(bad("--sse-kms-key-id needs --sse aws:kms"))
+            }
+            (Some(other), _) => {
+                return Err(bad(format!(
+                    "invalid --sse {other:?}: use AES256 or aws:kms"
+                )))
+            }
+        }
+        let expected_bucket_owner = self
+            .expected_bucket_owner
+            .or(file.expected_bucket_owner.clone());
+        if let Some(owner) = &expected_bucket_owner {
+            if owner.len() != 12 || !owner.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad(format!(
+                    "invalid --expected-bucket-owner {owner:?}: use a 12-digit AWS account ID"
+                )));
+            }
+        }
+        let storage_class = self.storage_class.or(file.storage_class.clone());
+        if let Some(class) = &storage_class {
+            if !STORAGE_CLASSES.contains(&class.as_str()) {
+                return Err(bad(format!(
+                    "invalid --storage-class {class:?}: use one of {}",
+                    STORAGE_CLASSES.join(", ")
+                )));
+            }
+        }
+        let lock_mode = self.object_lock_mode.or(file.object_lock_mode.clone());
+        let lock_days = self
+            .object_lock_retain_days
+            .or(file.object_lock_retain_days);
+        let object_lock = match (lock_mode, lock_days) {
+            (None, None) => None,
+            (Some(mode), Some(days)) if matches!(mode.as_str(), "GOVERNANCE" | "COMPLIANCE") && (1..=36_500).contains(&days) => {
+                Some((mode, days))
+            }
+            (Some(mode), Some(days)) => {
+                return Err(bad(format!(
+                    "invalid Object Lock settings {mode:?} for {days} days: --object-lock-mode is GOVERNANCE or \
+                     COMPLIANCE and --object-lock-retain-days 1 to 36500"
+                )))
+            }
+            _ => {
+                return Err(bad(
+                    "--object-lock-mode and --object-lock-retain-days go together, e.g. --object-lock-mode COMPLIANCE --object-lock-retain-days 2555",
+                ))
+            }
+        };
+        let max_attempts = self.max_attempts.or(file.max_attempts).unwrap_or(5);
+        if !(1..=20).contains(&max_attempts) {
+            return Err(bad(format!(
+                "invalid --max-attempts {max_attempts}: use 1 to 20, e.g. 5"
+            )));
+        }
+        let endpoint_url = self.endpoint_url.or(file.endpoint_url.clone());
+        if let Some(url) = &endpoint_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(bad(format!(
+                    "invalid --endpoint-url {url:?}: expected http:// or https://, e.g. http://127.0.0.1:5000"
+                )));
+            }
+        }
+        let stats = self
+            .stats_interval_secs
+            .or(file.stats_interval_secs)
+            .unwrap_or(60);
+        Ok(RunConfig {
+            routing,
+            bucket,
+            queues,
+            aws: AwsSettings {
+                endpoint_url,
+                region: self.region.or(file.region.clone()),
+                max_attempts,
+            },
+            drain,
+            concurrency,
+            pipeline: PipelineSettings {
+                quarantine_prefix,
+                ..PipelineSettings::default()
+            },
+            visibility_timeout_secs,
+            wait_time_secs,
+            objects: ObjectOptions {
+                sse,
+                sse_kms_key_id,
+                expected_bucket_owner,
+                storage_class,
+                object_lock,
+            },
+            metrics_addr: self.metrics_addr.or(file.metrics_addr),
+            stats_interval: (stats > 0).then(|| Duration::from_secs(stats)),
+        })
+    }
+}
+
+/// S3's bucket naming rules, so a typo fails before any request.
+fn check_bucket_name(bucket: &str) -> Result<(), ConfigError> {
+    let valid = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && bucket.as_bytes()[0].is_ascii_alphanumeric()
+        && bucket.as_bytes()[bucket.len() - 1].is_ascii_alphanumeric();
+    if valid {
+        Ok(())
+    } else {
+        Err(bad(format!(
+            "invalid --bucket {bucket:?}: S3 bucket names are 3-63 lowercase letters, digits, `-` or `.`"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_args(args: &[&str]) -> Result<RunConfig, ConfigError> {
+        let mut argv = vec!["audit-archiver", "run"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv).expect("flags parse").command {
+            Command::Run(run) => run.validate(),
+            Command::Route(_) => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn utc_offsets_parse_in_every_usual_spelling() {
+        assert_eq!(parse_utc_offset("+09:00").unwrap(), 540);
+        assert_eq!(parse_utc_offset("+0900").unwrap(), 540);
+        assert_eq!(parse_utc_offset("+09").unwrap(), 540);
+        assert_eq!(parse_utc_offset("-05:30").unwrap(), -330);
+        assert_eq!(parse_utc_offset("Z").unwrap(), 0);
+        assert_eq!(parse_utc_offset("+14:00").unwrap(), 840);
+        for bad in [
+            "9", "+9", "+14:01", "+09:60", "+0:900", "JST", "", "+09:0", "+1a:00",
+        ] {
+            let error = parse_utc_offset(bad).unwrap_err().to_string();
+            assert!(error.contains("--utc-offset"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn missing_bucket_and_queues_name_their_flags() {
+        let error = run_args(&["--queue", "q"]).unwrap_err().to_string();
+        assert!(
+            error.contains("--bucket") && error.contains("S3_BUCKET_NAME"),
+            "{error}"
+        );
+        let error = run_args(&["--bucket", "archive"]).unwrap_err().to_string();
+        assert!(
+            error.contains("--queue") && error.contains("--queue-prefix"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn invalid_values_name_their_flags() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--bucket", "Bad_Bucket", "--queue", "q"], "--bucket"),
+            (
+                &["--bucket", "archive", "--queue", "q", "--concurrency", "0"],
+                "--concurrency",
+            ),
+            (
+                &[
+                    "--bucket",
+                    "archive",
+                    "--queue",
+                    "q",
+                    "--quarantine-prefix",
+                    "q",
+                ],
+                "--quarantine-prefix",
+            ),
+            (
+                &["--bucket", "archive", "--queue", "q", "--sse", "kms"],
+                "--sse",
+            ),
+            (
+                &[
+                    "--bucket",
+                    "archive",
+                    "--queue",
+                    "q",
+                    "--sse-kms-key-id",
+                    "k",
+                ],
+                "--sse-kms-key-id",
+            ),
+            (
+                &[
+                    "--bucket",
+                    "archive",
+                    "--queue",
+                    "q",
+                    "--object-lock-mode",
+                    "COMPLIANCE",
+                ],
+                "--object-lock-retain-days",
+            ),
+            (
+                &[
+                    "--bucket",
+                    "archive",
+                    "--queue",
+                    "q",
+                    "--storage-class",
+                    "COLD",
+                ],
+                "--storage-class",
+            ),
+            (
+                &[
+                    "--bucket",
+                    "archive",
+                    "--queue",
+                    "q",
+                    "--expected-bucket-owner",
+                    "12",
+                ],
+                "--expected-bucket-owner",
+            ),
+            (
+                &[
+                    "--bucket",
+                    "archive",
+                    "--queue",
+                    "q",
+                    "--endpoint-url",
+                    "localhost:5000",
+                ],
+                "--endpoint-url",
+            ),
+            (
+                &["--bucket", "archive", "--queue", "q", "--queue-prefix", "p"],
+                "--queue-prefix",
+            ),
+            (
+                &[
+                    "--bucket",
+                    "archive",
+                    "--queue",
+                    "q",
+                    "--tenant-map",
+                    "nomapping",
+                ],
+                "--tenant-map",
+            ),
+            (
+                &[
+                    "--bucket",
+                    "archive",
+                    "--queue",
+                    "q",
+                    "--utc-offset",
+                    "+25:00",
+                ],
+                "--utc-offset",
+            ),
+        ];
+        for (args, flag) in cases {
+            let error = run_args(args).unwrap_err().to_string();
+            assert!(error.contains(flag), "{args:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let config = run_args(&["--bucket", "archive", "--queue", "a", "--queue", "b"]).unwrap();
+        assert_eq!(
+            config.queues,
+            QueueSelection::Listed(vec!["a".into(), "b".into()])
+        );
+        assert_eq!(config.routing.settings.key_template, "default");
+        assert_eq!(
+            config.routing.settings.time_source,
+            TimeSource::FirstReceive
+        );
+        assert_eq!(config.routing.settings.utc_offset_minutes, 540);
+        assert_eq!(config.concurrency, 32);
+        assert_eq!(config.pipeline.quarantine_prefix, "_quarantine/");
+        assert_eq!(config.wait_time_secs, 20);
+        let drain =
+            run_args(&["--bucket", "archive", "--queue-prefix", "acme-", "--drain"]).unwrap();
+        assert_eq!(drain.wait_time_secs, 2);
+        assert_eq!(drain.queues, QueueSelection::Prefix("acme-".into()));
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let dir = std::env::temp_dir().join(format!("aa-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("config.toml");
+        std::fs::write(
+            &path,
+            "bucket = \"from-file\"\nqueues = [\"q1\"]\nkey_template = \"seed\"\nconcurrency = 8\n[tenant_map]\n\"legacy-queue\" = \"acme\"\n",
+        )
+        .unwrap();
+        let path_arg = path.to_str().unwrap();
+        let config = run_args(&["--config", path_arg, "--concurrency", "4"]).unwrap();
+        assert_eq!(config.bucket, "from-file");
+        assert_eq!(config.routing.settings.key_template, "seed");
+        assert_eq!(config.concurrency, 4);
+        assert_eq!(config.routing.settings.tenant_overrides[0].tenant, "acme");
+
+        std::fs::write(&path, "bucket = \"b\"\nqueue = [\"typo\"]\n").unwrap();
+        let error = run_args(&["--config", path_arg]).unwrap_err().to_string();
+        assert!(
+            error.contains("--config") && error.contains("queue"),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,40 @@
+//! audit-archiver: archives Prisma Cloud audit logs from Amazon SQS to S3.
+//!
+//! A sandboxed WebAssembly component (`wit/router.wit`, built from
+//! `transform/`) decides where each message is stored; this crate runs it
+//! between an SQS source and an S3 sink and keeps the delivery rules: nothing
+//! is lost, nothing is overwritten. `main.rs` only parses flags and maps the
+//! outcome to an exit code.
+#![deny(missing_docs)]
+
+pub mod aws;
+pub mod commands;
+pub mod config;
+pub mod engine;
+pub mod lambda_event;
+pub mod metrics;
+pub mod permissions;
+pub mod pipeline;
+pub mod s3;
+pub mod sqs;
+
+use tracing_subscriber::EnvFilter;
+
+/// Sets up logging on stderr. `RUST_LOG` overrides the default level (info
+/// for this crate, warnings for the AWS SDK).
+pub fn init_logging(format: config::LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(
+            "info,aws_config=warn,aws_smithy_runtime=warn,aws_sdk_s3=warn,aws_sdk_sqs=warn",
+        )
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false);
+    match format {
+        config::LogFormat::Text => builder.init(),
+        config::LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}

@@ -1,0 +1,47 @@
+//! The AWS actions the host calls, in one place.
+//!
+//! The IAM policy in the README and the host role in
+//! `deploy/cloudformation.yaml` are checked against these lists by a test, so a
+//! new SDK call that needs a new permission fails CI until both are updated.
+
+/// SQS actions on the tenant queues. `DeleteMessageBatch` and
+/// `ChangeMessageVisibilityBatch` are authorised by the single-message actions.
+pub const SQS_QUEUE_ACTIONS: &[&str] = &[
+    "sqs:ChangeMessageVisibility",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+    "sqs:GetQueueUrl",
+    "sqs:ReceiveMessage",
+];
+
+/// SQS actions needed only with `--queue-prefix` (queue discovery).
+pub const SQS_DISCOVERY_ACTIONS: &[&str] = &["sqs:ListQueues"];
+
+/// S3 actions on the bucket itself: `HeadBucket` at start-up needs `ListBucket`.
+pub const S3_BUCKET_ACTIONS: &[&str] = &["s3:ListBucket"];
+
+/// S3 actions on the bucket's objects: the conditional `PutObject`, and
+/// `HeadObject` (authorised by `GetObject`) to tell a redelivery from a collision.
+pub const S3_OBJECT_ACTIONS: &[&str] = &["s3:GetObject", "s3:PutObject"];
+
+/// S3 actions needed only with `--object-lock-mode` (retention set on PUT).
+pub const S3_OBJECT_LOCK_ACTIONS: &[&str] = &["s3:PutObjectRetention"];
+
+/// KMS actions needed only with `--sse aws:kms` (and to receive from
+/// KMS-encrypted queues).
+pub const KMS_ACTIONS: &[&str] = &["kms:Decrypt", "kms:GenerateDataKey"];
+
+/// Every action the host may call, sorted.
+pub fn all_actions() -> Vec<&'static str> {
+    let mut all: Vec<&'static str> = [
+        SQS_QUEUE_ACTIONS,
+        SQS_DISCOVERY_ACTIONS,
+        S3_BUCKET_ACTIONS,
+        S3_OBJECT_ACTIONS,
+        S3_OBJECT_LOCK_ACTIONS,
+        KMS_ACTIONS,
+    ]
+    .concat();
+    all.sort_unstable();
+    all
+}

@@ -1,0 +1,168 @@
+//! The S3 sink: the only module that calls S3. Conditional PUTs
+//! (`If-None-Match: *`) with a SHA-256 checksum and the message's metadata,
+//! `HeadObject` to identify what holds a key, and `HeadBucket` at start-up.
+
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{ObjectLockMode, ServerSideEncryption, StorageClass};
+use aws_smithy_types::DateTime;
+use sha2::{Digest, Sha256};
+
+use crate::aws::{describe, http_status, is_transient};
+use crate::pipeline::{ArchiveObject, ArchiveStore, PutOutcome, StoreError};
+
+/// The user-metadata name that identifies the SQS message an object holds.
+pub const MESSAGE_ID_METADATA: &str = "sqs-message-id";
+
+/// Object settings applied to every PUT.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectOptions {
+    /// `--sse`: `AES256` or `aws:kms`.
+    pub sse: Option<String>,
+    /// `--sse-kms-key-id`.
+    pub sse_kms_key_id: Option<String>,
+    /// `--expected-bucket-owner`: the account that must own the bucket.
+    pub expected_bucket_owner: Option<String>,
+    /// `--storage-class`, e.g. `STANDARD_IA`, `GLACIER_IR`.
+    pub storage_class: Option<String>,
+    /// `--object-lock-mode` (`GOVERNANCE` or `COMPLIANCE`) and
+    /// `--object-lock-retain-days`.
+    pub object_lock: Option<(String, u32)>,
+}
+
+/// The archive bucket.
+#[derive(Debug, Clone)]
+pub struct S3Archive {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    options: ObjectOptions,
+}
+
+/// The bucket cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum BucketError {
+    /// No such bucket at this endpoint.
+    #[error("bucket {0:?} does not exist (check --bucket / S3_BUCKET_NAME, --region and --endpoint-url)")]
+    NotFound(String),
+    /// Access denied, or owned by another account.
+    #[error("access to bucket {0:?} is denied (check the credentials, the IAM policy in the README, and --expected-bucket-owner)")]
+    Denied(String),
+    /// Any other failure.
+    #[error("cannot reach bucket {bucket:?}: {detail}")]
+    Other {
+        /// The bucket.
+        bucket: String,
+        /// What failed.
+        detail: String,
+    },
+}
+
+impl S3Archive {
+    /// A sink writing to `bucket`.
+    pub fn new(client: aws_sdk_s3::Client, bucket: String, options: ObjectOptions) -> Self {
+        Self {
+            client,
+            bucket,
+            options,
+        }
+    }
+
+    /// The bucket name.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// Checks at start-up that the bucket exists and is reachable.
+    pub async fn check_bucket(&self) -> Result<(), BucketError> {
+        let result = self
+            .client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .set_expected_bucket_owner(self.options.expected_bucket_owner.clone())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) => match http_status(&error) {
+                Some(404) => Err(BucketError::NotFound(self.bucket.clone())),
+                Some(403) => Err(BucketError::Denied(self.bucket.clone())),
+                _ => Err(BucketError::Other {
+                    bucket: self.bucket.clone(),
+                    detail: describe(&error),
+                }),
+            },
+        }
+    }
+
+    fn failure<E: ProvideErrorMetadata + std::error::Error + 'static>(
+        &self,
+        action: &str,
+        key: &str,
+        error: &SdkError<E, HttpResponse>,
+    ) -> StoreError {
+        StoreError {
+            transient: is_transient(error),
+            detail: format!("{action} s3://{}/{key}: {}", self.bucket, describe(error)),
+        }
+    }
+}
+
+impl ArchiveStore for S3Archive {
+    async fn put_if_absent(&self, object: &ArchiveObject<'_>) -> Result<PutOutcome, StoreError> {
+        let body = object.body.as_bytes();
+        let checksum = aws_smithy_types::base64::encode(Sha256::digest(body));
+        let mut request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&object.key)
+            .if_none_match("*")
+            .content_type("application/json")
+            .checksum_sha256(checksum)
+            .metadata(MESSAGE_ID_METADATA, object.message_id)
+            .set_expected_bucket_owner(self.options.expected_bucket_owner.clone())
+            .body(ByteStream::from(body.to_vec()));
+        for (name, value) in &object.metadata {
+            request = request.metadata(*name, value);
+        }
+        if let Some(sse) = &self.options.sse {
+            request = request
+                .server_side_encryption(ServerSideEncryption::from(sse.as_str()))
+                .set_ssekms_key_id(self.options.sse_kms_key_id.clone());
+        }
+        if let Some(class) = &self.options.storage_class {
+            request = request.storage_class(StorageClass::from(class.as_str()));
+        }
+        if let Some((mode, days)) = &self.options.object_lock {
+            let until = chrono::Utc::now() + chrono::Duration::days(i64::from(*days));
+            request = request
+                .object_lock_mode(ObjectLockMode::from(mode.as_str()))
+                .object_lock_retain_until_date(DateTime::from_secs(until.timestamp()));
+        }
+        match request.send().await {
+            Ok(_) => Ok(PutOutcome::Created),
+            Err(error) if http_status(&error) == Some(412) => Ok(PutOutcome::AlreadyExists),
+            Err(error) => Err(self.failure("PutObject", &object.key, &error)),
+        }
+    }
+
+    async fn stored_message_id(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let result = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_expected_bucket_owner(self.options.expected_bucket_owner.clone())
+            .send()
+            .await;
+        match result {
+            Ok(head) => Ok(head
+                .metadata()
+                .and_then(|m| m.get(MESSAGE_ID_METADATA))
+                .cloned()),
+            Err(error) if http_status(&error) == Some(404) => Ok(None),
+            Err(error) => Err(self.failure("HeadObject", key, &error)),
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! The SQS source: the only module that calls SQS. Resolves and discovers
+//! queues at start-up, long-polls them, and deletes or changes the visibility
+//! of deliveries in batches.
+
+use std::collections::HashMap;
+
+use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+    MessageSystemAttributeName, QueueAttributeName,
+};
+
+use crate::aws::{describe, is_transient};
+use crate::pipeline::{MessageQueue, QueueRef, ReceivedMessage};
+
+/// SQS limits a batch call to ten entries.
+pub const MAX_BATCH: usize = 10;
+
+/// The SQS client and what the host does with it.
+#[derive(Debug, Clone)]
+pub struct SqsSource {
+    client: aws_sdk_sqs::Client,
+}
+
+/// A queue cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// No queue of that name or URL.
+    #[error("queue {0:?} does not exist (check --queue, --region and --endpoint-url)")]
+    NotFound(String),
+    /// No queue starts with the prefix.
+    #[error("no queue name starts with {0:?} (check --queue-prefix, --region and --endpoint-url)")]
+    NoneWithPrefix(String),
+    /// Any other failure.
+    #[error("cannot use queue {queue:?}: {detail}")]
+    Other {
+        /// The queue.
+        queue: String,
+        /// What failed.
+        detail: String,
+    },
+}
+
+/// A failed receive.
+#[derive(Debug, thiserror::Error)]
+#[error("ReceiveMessage on {queue}: {detail}")]
+pub struct ReceiveError {
+    /// The queue name.
+    pub queue: String,
+    /// What failed.
+    pub detail: String,
+    /// Whether retrying may help.
+    pub transient: bool,
+}
+
+impl SqsSource {
+    /// A source using `client`.
+    pub fn new(client: aws_sdk_sqs::Client) -> Self {
+        Self { client }
+    }
+
+    /// Resolves `--queue` values (URLs or names) to queues, checking each exists.
+    pub async fn resolve(&self, queue: &str) -> Result<QueueRef, QueueError> {
+        let url = if queue.starts_with("https://") || queue.starts_with("http://") {
+            queue.to_string()
+        } else {
+            let name = crate::config::bare_queue_name(queue);
+            match self.client.get_queue_url().queue_name(name).send().await {
+                Ok(out) => out.queue_url().unwrap_or_default().to_string(),
+                Err(error) if is_not_found(&error) => {
+                    return Err(QueueError::NotFound(queue.to_string()))
+                }
+                Err(error) => {
+                    return Err(QueueError::Other {
+                        queue: queue.to_string(),
+                        detail: describe(&error),
+                    })
+                }
+            }
+        };
+        self.describe_queue(queue, url).await
+    }
+
+    /// Every queue whose name starts with `prefix` (ListQueues, all pages).
+    pub async fn discover(&self, prefix: &str) -> Result<Vec<QueueRef>, QueueError> {
+        let mut urls = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_queues()
+                .queue_name_prefix(prefix)
+                .max_results(1000)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|error| QueueError::Other {
+                    queue: format!("{prefix}*"),
+                    detail: describe(&error),
+                })?;
+            urls.extend(page.queue_urls().iter().cloned());
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        if urls.is_empty() {
+            return Err(QueueError::NoneWithPrefix(prefix.to_string()));
+        }
+        urls.sort();
+        let mut queues = Vec::with_capacity(urls.len());
+        for url in urls {
+            queues.push(self.describe_queue(&url.clone(), url).await?);
+        }
+        Ok(queues)
+    }
+
+    async fn describe_queue(&self, given: &str, url: String) -> Result<QueueRef, QueueError> {
+        let result = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .attribute_names(QueueAttributeName::FifoQueue)
+            .send()
+            .await;
+        let attributes = match result {
+            Ok(out) => out.attributes().cloned().unwrap_or_default(),
+            Err(error) if is_not_found(&error) => {
+                return Err(QueueError::NotFound(given.to_string()))
+            }
+            Err(error) => {
+                return Err(QueueError::Other {
+                    queue: given.to_string(),
+                    detail: describe(&error),
+                })
+            }
+        };
+        let name = crate::config::bare_queue_name(&url).to_string();
+        let fifo = attributes
+            .get(&QueueAttributeName::FifoQueue)
+            .map_or(name.ends_with(".fifo"), |v| v == "true");
+        Ok(QueueRef { url, name, fifo })
+    }
+
+    /// One long poll: up to `max` messages, waiting up to `wait_secs`, hidden
+    /// from other consumers for `visibility_secs`.
+    pub async fn receive(
+        &self,
+        queue: &QueueRef,
+        max: usize,
+        wait_secs: i32,
+        visibility_secs: i32,
+    ) -> Result<Vec<ReceivedMessage>, ReceiveError> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&queue.url)
+            .max_number_of_messages(max.clamp(1, MAX_BATCH) as i32)
+            .wait_time_seconds(wait_secs)
+            .visibility_timeout(visibility_secs)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .map_err(|error| ReceiveError {
+                queue: queue.name.clone(),
+                transient: is_transient(&error),
+                detail: describe(&error),
+            })?;
+        Ok(out
+            .messages()
+            .iter()
+            .filter_map(|m| {
+                let empty = HashMap::new();
+                let attributes = m.attributes().unwrap_or(&empty);
+                let millis = |name: MessageSystemAttributeName| {
+                    attributes.get(&name).and_then(|v| v.parse::<u64>().ok())
+                };
+                Some(ReceivedMessage {
+                    message_id: m.message_id()?.to_string(),
+                    receipt_handle: m.receipt_handle()?.to_string(),
+                    body: m.body().unwrap_or_default().to_string(),
+                    first_receive_ms: millis(
+                        MessageSystemAttributeName::ApproximateFirstReceiveTimestamp,
+                    ),
+                    sent_ms: millis(MessageSystemAttributeName::SentTimestamp),
+                    group_id: attributes
+                        .get(&MessageSystemAttributeName::MessageGroupId)
+                        .cloned(),
+                })
+            })
+            .collect())
+    }
+}
+
+impl MessageQueue for SqsSource {
+    async fn delete(&self, queue: &QueueRef, receipts: &[String]) -> Vec<(String, String)> {
+        let mut failures = Vec::new();
+        for chunk in receipts.chunks(MAX_BATCH) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, receipt)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(receipt)
+                        .build()
+                        .expect("id and receipt handle are set")
+                })
+                .collect();
+            let result = self
+                .client
+                .delete_message_batch()
+                .queue_url(&queue.url)
+                .set_entries(Some(entries))
+                .send()
+                .await;
+            match result {
+                Ok(out) => failures.extend(out.failed().iter().filter_map(|f| {
+                    let receipt = chunk.get(f.id().parse::<usize>().ok()?)?;
+                    Some((
+                        receipt.clone(),
+                        format!("{}: {}", f.code(), f.message().unwrap_or("")),
+                    ))
+                })),
+                Err(error) => {
+                    let reason = describe(&error);
+                    failures.extend(chunk.iter().map(|r| (r.clone(), reason.clone())));
+                }
+            }
+        }
+        failures
+    }
+
+    async fn set_visibility(&self, queue: &QueueRef, receipts: &[String], seconds: i32) {
+        for chunk in receipts.chunks(MAX_BATCH) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, receipt)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(receipt)
+                        .visibility_timeout(seconds)
+                        .build()
+                        .expect("id and receipt handle are set")
+                })
+                .collect();
+            let result = self
+                .client
+                .change_message_visibility_batch()
+                .queue_url(&queue.url)
+                .set_entries(Some(entries))
+                .send()
+                .await;
+            // Not fatal: the message comes back when its visibility timeout ends.
+            match result {
+                Ok(out) if !out.failed().is_empty() => tracing::warn!(
+                    queue = %queue.name, failed = out.failed().len(), seconds,
+                    "could not change the visibility of some messages"
+                ),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(
+                    queue = %queue.name, error = %describe(&error), seconds,
+                    "could not change message visibility"
+                ),
+            }
+        }
+    }
+}
+
+fn is_not_found<E: ProvideErrorMetadata>(
+    error: &SdkError<E, aws_sdk_sqs::config::http::HttpResponse>,
+) -> bool {
+    matches!(
+        error.code(),
+        Some("AWS.SimpleQueueService.NonExistentQueue" | "QueueDoesNotExist")
+    )
+}

@@ -1,0 +1,215 @@
+//! The host's IAM permissions, as written for people, match the code.
+//!
+//! `audit_archiver::permissions::all_actions()` lists every AWS action the host
+//! calls. Two documents grant those actions and must list exactly the same set:
+//!
+//! - `deploy/cloudformation.yaml`: every `service:Action` token between a
+//!   `# host-actions-begin` and a `# host-actions-end` comment line (the template
+//!   is read as text: CloudFormation tags such as `!Sub` are not plain YAML);
+//! - `README.md`: the fenced ```` ```json ```` block right after the line that
+//!   contains `<!-- host-iam-policy -->`; every `Action` string in it.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use audit_archiver::permissions;
+
+const TEMPLATE: &str = "deploy/cloudformation.yaml";
+const README: &str = "README.md";
+const BEGIN: &str = "# host-actions-begin";
+const END: &str = "# host-actions-end";
+const README_MARKER: &str = "<!-- host-iam-policy -->";
+
+/// Reads a file from the repository root (the parent of this crate).
+fn read_repo_file(relative: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// Asserts that `found` is exactly the set of actions the code calls.
+fn assert_matches_code(what: &str, found: &BTreeSet<String>) {
+    let expected: BTreeSet<String> = permissions::all_actions()
+        .into_iter()
+        .map(String::from)
+        .collect();
+    let missing: Vec<&String> = expected.difference(found).collect();
+    let extra: Vec<&String> = found.difference(&expected).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{what} does not grant exactly the actions in host/src/permissions.rs\n  \
+         missing (the code calls them): {missing:?}\n  \
+         extra (not in the code's lists): {extra:?}"
+    );
+}
+
+/// `service:Action`: a lowercase service prefix, one colon, then an action name
+/// (letters and digits, or a `*` wildcard, which then shows up as "extra").
+fn is_action(token: &str) -> bool {
+    let Some((service, action)) = token.split_once(':') else {
+        return false;
+    };
+    !service.is_empty()
+        && service
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !action.is_empty()
+        && action
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '*')
+}
+
+/// Every `service:Action` token between the begin/end marker lines.
+///
+/// Comments are ignored; ARNs (`arn:${AWS::Partition}:sqs:...`), YAML keys
+/// (`Action:`) and pseudo parameters (`AWS::NoValue`) are not tokens of that
+/// shape, so they are ignored too.
+fn template_host_actions(template: &str) -> BTreeSet<String> {
+    let mut actions = BTreeSet::new();
+    let mut inside = false;
+    let mut regions = 0;
+    for (number, line) in template.lines().enumerate() {
+        let number = number + 1;
+        let trimmed = line.trim_start();
+        if trimmed.starts_with(BEGIN) {
+            assert!(
+                !inside,
+                "{TEMPLATE}:{number}: `{BEGIN}` inside another host-actions region"
+            );
+            inside = true;
+            regions += 1;
+            continue;
+        }
+        if trimmed.starts_with(END) {
+            assert!(
+                inside,
+                "{TEMPLATE}:{number}: `{END}` without a `{BEGIN}` before it"
+            );
+            inside = false;
+            continue;
+        }
+        if !inside {
+            continue;
+        }
+        // Drop a comment: a '#' at the start or after whitespace.
+        let code = match line
+            .char_indices()
+            .find(|&(i, c)| c == '#' && (i == 0 || line[..i].ends_with(char::is_whitespace)))
+        {
+            Some((i, _)) => &line[..i],
+            None => line,
+        };
+        let tokens = code
+            .split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, ':' | '*' | '-' | '_')));
+        actions.extend(tokens.filter(|t| is_action(t)).map(String::from));
+    }
+    assert!(!inside, "{TEMPLATE}: `{BEGIN}` without a `{END}` after it");
+    assert!(
+        regions > 0,
+        "{TEMPLATE} has no `{BEGIN}` / `{END}` lines around the host role's actions"
+    );
+    actions
+}
+
+/// The ```json block that follows the marker line in the README.
+fn readme_policy_json(readme: &str) -> String {
+    let mut lines = readme.lines();
+    lines
+        .by_ref()
+        .find(|line| line.contains(README_MARKER))
+        .unwrap_or_else(|| {
+            panic!(
+                "{README} has no `{README_MARKER}` line: put it right before the ```json block \
+                 that holds the host's least-privilege IAM policy"
+            )
+        });
+    let fence = lines.by_ref().find(|line| !line.trim().is_empty());
+    assert_eq!(
+        fence.map(str::trim),
+        Some("```json"),
+        "{README}: the line after `{README_MARKER}` must open a ```json block"
+    );
+    let mut json = String::new();
+    for line in lines {
+        if line.trim() == "```" {
+            return json;
+        }
+        json.push_str(line);
+        json.push('\n');
+    }
+    panic!("{README}: the ```json block after `{README_MARKER}` is not closed")
+}
+
+/// Every string under an `Action` key, at any depth (a string or a list).
+fn collect_actions(value: &serde_json::Value, out: &mut BTreeSet<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map {
+                if key == "Action" {
+                    match v {
+                        serde_json::Value::String(s) => {
+                            out.insert(s.clone());
+                        }
+                        serde_json::Value::Array(items) => {
+                            for item in items {
+                                let s = item.as_str().unwrap_or_else(|| {
+                                    panic!("{README}: an Action list holds a non-string: {item}")
+                                });
+                                out.insert(s.to_owned());
+                            }
+                        }
+                        other => panic!("{README}: Action is neither a string nor a list: {other}"),
+                    }
+                } else {
+                    collect_actions(v, out);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for item in items {
+                collect_actions(item, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn cloudformation_host_role_grants_exactly_the_code_actions() {
+    let template = read_repo_file(TEMPLATE);
+    let actions = template_host_actions(&template);
+    assert_matches_code(&format!("the host role in {TEMPLATE}"), &actions);
+}
+
+#[test]
+fn readme_iam_policy_grants_exactly_the_code_actions() {
+    let readme = read_repo_file(README);
+    let json = readme_policy_json(&readme);
+    let policy: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|e| {
+        panic!("{README}: the ```json block after `{README_MARKER}` is not valid JSON: {e}")
+    });
+    let mut actions = BTreeSet::new();
+    collect_actions(&policy, &mut actions);
+    assert_matches_code(&format!("the IAM policy in {README}"), &actions);
+}
+
+#[test]
+fn template_extraction_reads_actions_only() {
+    let text = "\
+Statement:
+  # sqs:NotInTheRegion
+  # host-actions-begin
+  - Sid: Objects # s3:InAComment
+    Effect: Allow
+    Action:
+      - s3:GetObject
+      - \"s3:PutObject\"
+    Resource: !Sub 'arn:${AWS::Partition}:s3:::${Bucket}/*'
+  - !If [UseKms, {Action: ['kms:Decrypt'], Resource: '*'}, !Ref AWS::NoValue]
+  # host-actions-end
+  - Action: sts:AssumeRole
+";
+    let found: Vec<String> = template_host_actions(text).into_iter().collect();
+    assert_eq!(found, ["kms:Decrypt", "s3:GetObject", "s3:PutObject"]);
+}

@@ -1,0 +1,143 @@
+//! Invalid settings stop start-up with exit code 2 and a message naming the
+//! setting; nothing is received, so nothing can be lost.
+
+use crate::support::{stderr, unique, Moto};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_settings_exit_2_naming_the_setting() {
+    let moto = Moto::start().await;
+    let bucket = moto.bucket().await;
+    let queue = moto.queue(&format!("acme-{}", unique("q"))).await;
+    moto.send(&queue, "{\"timestamp\":1}", None).await;
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["--key-template", "{tenant}/{nope}.json"],
+            "--key-template",
+        ),
+        (vec!["--key-template", "{tenant}/%Q.json"], "--key-template"),
+        (
+            vec!["--key-template", "../{tenant}/x.json"],
+            "--key-template",
+        ),
+        (vec!["--time-source", "yesterday"], "--time-source"),
+        (vec!["--utc-offset", "+99:00"], "--utc-offset"),
+        (vec!["--tenant-map", "q=bad/tenant"], "--tenant-map"),
+        (
+            vec!["--component", "/nonexistent/router.wasm"],
+            "--component",
+        ),
+        (vec!["--concurrency", "0"], "--concurrency"),
+    ];
+    for (extra, flag) in cases {
+        let mut args = vec!["run", "--drain", "--bucket", &bucket, "--queue", &queue];
+        args.extend(extra.iter().copied());
+        let output = moto.run(&args);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{extra:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(flag),
+            "{extra:?} should name {flag}: {}",
+            stderr(&output)
+        );
+    }
+
+    let output = moto.run(&["run", "--drain", "--queue", &queue]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("S3_BUCKET_NAME"),
+        "{}",
+        stderr(&output)
+    );
+
+    let output = moto.run(&[
+        "run",
+        "--drain",
+        "--bucket",
+        "no-such-bucket-here",
+        "--queue",
+        &queue,
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("no-such-bucket-here")
+            && stderr(&output).contains("does not exist"),
+        "{}",
+        stderr(&output)
+    );
+
+    let output = moto.run(&[
+        "run",
+        "--drain",
+        "--bucket",
+        &bucket,
+        "--queue",
+        "no-such-queue",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("no-such-queue") && stderr(&output).contains("does not exist"),
+        "{}",
+        stderr(&output)
+    );
+
+    let output = moto.run(&[
+        "run",
+        "--drain",
+        "--bucket",
+        &bucket,
+        "--queue-prefix",
+        "nothing-starts-like-this",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("--queue-prefix"),
+        "{}",
+        stderr(&output)
+    );
+
+    // Nothing was consumed by any of those runs.
+    assert_eq!(moto.depth(&queue).await, 1);
+    assert!(moto.objects(&bucket).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn settings_come_from_flags_then_environment_then_file() {
+    let moto = Moto::start().await;
+    let bucket = moto.bucket().await;
+    let queue_name = format!("acme-{}", unique("q"));
+    let queue = moto.queue(&queue_name).await;
+    let id = moto
+        .send(&queue, "{\"timestamp\":1750991540913}", None)
+        .await;
+    let dir = std::env::temp_dir().join(unique("config"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("archiver.toml");
+    std::fs::write(
+        &file,
+        format!("bucket = \"{bucket}\"\nqueues = [\"{queue_name}\"]\ndrain = true\ntime_source = \"event\"\nkey_template = \"{{tenant}}/file/{{message_id}}.json\"\n"),
+    )
+    .unwrap();
+    // The environment overrides the file's template; the file supplies the rest.
+    let output = super::support::run_with_limit(
+        {
+            let mut command = moto.command(&["run", "--config", file.to_str().unwrap()]);
+            command.env(
+                "AUDIT_ARCHIVER_KEY_TEMPLATE",
+                "{tenant}/env/%Y/{message_id}.json",
+            );
+            command
+        },
+        std::time::Duration::from_secs(120),
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let objects = moto.objects(&bucket).await;
+    assert!(
+        objects.contains_key(&format!("acme/env/2025/{id}.json")),
+        "{:#?}",
+        objects.keys()
+    );
+}

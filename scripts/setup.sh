@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs everything the quick start and the tests need, locally and
+# idempotently: the wasm32-wasip2 Rust target, and a git-ignored Python venv
+# (.venv) with moto's S3/SQS server and the other Python tools.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Targets are not installed automatically here (RUSTUP_AUTO_INSTALL=0).
+if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+  echo "setup: adding the wasm32-wasip2 Rust target"
+  rustup target add wasm32-wasip2
+fi
+
+requirements=tests/requirements.txt
+stamp=".venv/.installed-$(sha256sum "$requirements" | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  echo "setup: installing Python tools into .venv ($requirements)"
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$requirements"
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi

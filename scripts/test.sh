@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: installs what it needs (see
+# scripts/setup.sh), checks formatting and lints, builds the routing component
+# and the host, and runs every test — unit, property, shared vectors,
+# end-to-end against a local moto S3/SQS server, and template lint.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+started=$SECONDS
+step() { printf '\n== %s (%ss)\n' "$*" "$((SECONDS - started))"; }
+
+step "setup"
+scripts/setup.sh
+
+step "format"
+cargo fmt --all -- --check
+
+step "build (release: the component, then the host that embeds it)"
+cargo build --release --workspace --all-targets
+
+step "lint"
+cargo clippy --release --workspace --all-targets --quiet -- -D warnings
+
+step "tests: unit, property, vectors, end-to-end (moto on loopback)"
+cargo test --release --workspace --no-fail-fast
+
+step "done"

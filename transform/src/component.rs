@@ -1,0 +1,144 @@
+//! The WebAssembly component: the `routing` world's `router` export, as a
+//! thin adapter between the generated WIT types and [`crate::router`], plus
+//! what a `no_std` component needs to import nothing: a global allocator
+//! (dlmalloc on linear memory), a panic handler (a trap), and the canonical
+//! ABI's `cabi_realloc`.
+
+use alloc::vec::Vec;
+
+use crate::router as r;
+
+wit_bindgen::generate!({
+    path: "../wit",
+    world: "routing",
+});
+
+use exports::audit_archiver::routing::router as wit;
+
+#[global_allocator]
+static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    core::arch::wasm32::unreachable()
+}
+
+/// The canonical ABI's allocation entry point (std would provide it).
+///
+/// # Safety
+/// Called by the component runtime with a valid previous allocation (or
+/// `old_len == 0`) and a power-of-two `align`.
+#[no_mangle]
+pub unsafe extern "C" fn cabi_realloc(
+    old_ptr: *mut u8,
+    old_len: usize,
+    align: usize,
+    new_len: usize,
+) -> *mut u8 {
+    use alloc::alloc::{alloc, realloc, Layout};
+    if new_len == 0 {
+        return align as *mut u8;
+    }
+    let ptr = if old_len == 0 {
+        alloc(Layout::from_size_align_unchecked(new_len, align))
+    } else {
+        realloc(
+            old_ptr,
+            Layout::from_size_align_unchecked(old_len, align),
+            new_len,
+        )
+    };
+    if ptr.is_null() {
+        core::arch::wasm32::unreachable();
+    }
+    ptr
+}
+
+struct Component;
+
+export!(Component);
+
+fn settings(s: wit::Settings) -> r::Settings {
+    r::Settings {
+        key_template: s.key_template,
+        time_source: match s.time_source {
+            wit::TimeSource::FirstReceive => r::TimeSource::FirstReceive,
+            wit::TimeSource::Sent => r::TimeSource::Sent,
+            wit::TimeSource::Event => r::TimeSource::Event,
+        },
+        utc_offset_minutes: s.utc_offset_minutes,
+        tenant_overrides: s
+            .tenant_overrides
+            .into_iter()
+            .map(|o| r::TenantOverride {
+                queue: o.queue,
+                tenant: o.tenant,
+            })
+            .collect(),
+    }
+}
+
+fn message(m: &wit::Message) -> r::Message<'_> {
+    r::Message {
+        message_id: &m.message_id,
+        queue: &m.queue,
+        body: &m.body,
+        first_receive_ms: m.first_receive_ms,
+        sent_ms: m.sent_ms,
+    }
+}
+
+fn settings_error(e: r::SettingsError) -> wit::SettingsError {
+    use r::SettingsError as E;
+    use wit::SettingsError as W;
+    match e {
+        E::EmptyTemplate(d) => W::EmptyTemplate(d),
+        E::UnknownField(d) => W::UnknownField(d),
+        E::UnknownSpecifier(d) => W::UnknownSpecifier(d),
+        E::UnsafeTemplate(d) => W::UnsafeTemplate(d),
+        E::InvalidOffset(d) => W::InvalidOffset(d),
+        E::InvalidTenantOverride(d) => W::InvalidTenantOverride(d),
+    }
+}
+
+fn result(r: Result<r::Placement, r::RouteError>) -> Result<wit::Placement, wit::RouteError> {
+    use r::RouteError as E;
+    use wit::RouteError as W;
+    match r {
+        Ok(p) => Ok(wit::Placement {
+            tenant: p.tenant,
+            key: p.key,
+            time_ms: p.time_ms,
+        }),
+        Err(e) => Err(match e {
+            E::InvalidSettings(s) => W::InvalidSettings(settings_error(s)),
+            E::InvalidQueue(d) => W::InvalidQueue(d),
+            E::InvalidMessageId(d) => W::InvalidMessageId(d),
+            E::MissingTime(d) => W::MissingTime(d),
+            E::InvalidTime(d) => W::InvalidTime(d),
+            E::InvalidBody(d) => W::InvalidBody(d),
+            E::UnsafeKey(d) => W::UnsafeKey(d),
+        }),
+    }
+}
+
+impl wit::Guest for Component {
+    fn validate_settings(s: wit::Settings) -> Result<(), wit::SettingsError> {
+        r::validate_settings(&settings(s)).map_err(settings_error)
+    }
+
+    fn route(s: wit::Settings, m: wit::Message) -> Result<wit::Placement, wit::RouteError> {
+        result(r::route(&settings(s), &message(&m)))
+    }
+
+    fn route_batch(
+        s: wit::Settings,
+        messages: Vec<wit::Message>,
+    ) -> Vec<Result<wit::Placement, wit::RouteError>> {
+        let messages: Vec<r::Message<'_>> = messages.iter().map(message).collect();
+        r::route_batch(&settings(s), &messages)
+            .into_iter()
+            .map(result)
+            .collect()
+    }
+}
