@@ -23,4 +23,7 @@ cargo clippy --release --workspace --all-targets --quiet -- -D warnings
 step "tests: unit, property, vectors, end-to-end (moto on loopback)"
 cargo test --release --workspace --no-fail-fast
 
+step "CloudFormation template lint (cfn-lint)"
+.venv/bin/cfn-lint deploy/cloudformation.yaml
+
 step "done"

@@ -41,7 +41,7 @@ pub enum Command {
     /// Poll SQS queues and archive every message to S3; delete each message
     /// only once its object is stored.
     ///
-    /// Example: audit-archiver run --bucket acme-audit-archive --queue-prefix acme- --region ap-northeast-1
+    /// Example: audit-archiver run --bucket acme-audit-archive --queue acme-prismacloud-auditlog.fifo --region ap-northeast-1
     Run(RunArgs),
     /// Print where each message would be archived, without AWS: reads a
     /// Lambda-shaped SQS event ({"Records":[...]}) or NDJSON of records.
@@ -98,6 +98,16 @@ pub struct RoutingArgs {
     /// implement wit/router.wit and import nothing.
     #[arg(long, env = "AUDIT_ARCHIVER_COMPONENT", value_name = "PATH")]
     pub component: Option<PathBuf>,
+
+    /// Where the compiled component is cached between runs, so a start-up
+    /// skips compiling it. [default: $XDG_CACHE_HOME/audit-archiver, else
+    /// ~/.cache/audit-archiver]
+    #[arg(long, env = "AUDIT_ARCHIVER_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Compile the component at every start-up; read and write no cache.
+    #[arg(long, env = "AUDIT_ARCHIVER_NO_CACHE")]
+    pub no_cache: bool,
 
     /// Log format on stderr. [default: text]
     #[arg(long, env = "AUDIT_ARCHIVER_LOG_FORMAT", value_enum)]
@@ -275,6 +285,8 @@ struct FileConfig {
     utc_offset: Option<String>,
     tenant_map: Option<BTreeMap<String, String>>,
     component: Option<PathBuf>,
+    cache_dir: Option<PathBuf>,
+    no_cache: Option<bool>,
     log_format: Option<LogFormat>,
     bucket: Option<String>,
     queues: Option<Vec<String>>,
@@ -320,6 +332,8 @@ pub struct RoutingConfig {
     pub settings: transform::Settings,
     /// `--component`, or `None` for the embedded one.
     pub component: Option<PathBuf>,
+    /// The compile cache's directory; `None` compiles at every start-up.
+    pub cache_dir: Option<PathBuf>,
     /// Sandbox bounds.
     pub limits: SandboxLimits,
     /// Log format.
@@ -411,6 +425,13 @@ impl RoutingArgs {
                 tenant_overrides,
             },
             component: self.component.or_else(|| file.component.clone()),
+            cache_dir: if self.no_cache || file.no_cache == Some(true) {
+                None
+            } else {
+                self.cache_dir
+                    .or_else(|| file.cache_dir.clone())
+                    .or_else(crate::engine::cache::default_dir)
+            },
             limits,
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
         })

@@ -3,6 +3,7 @@
 //! byte for byte and on the queues being empty.
 
 mod archive;
+mod metrics;
 mod route;
 mod shutdown;
 mod startup;

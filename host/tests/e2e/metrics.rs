@@ -1,0 +1,88 @@
+//! The Prometheus endpoint reports what the host did, while it runs.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::support::{audit_log, drain, free_port, unique, Moto};
+
+fn scrape(port: u16, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response)
+}
+
+fn counter(response: &str, name: &str) -> Option<u64> {
+    response
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("audit_archiver_{name}_total ")))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_what_was_archived() {
+    let moto = Moto::start().await;
+    let bucket = moto.bucket().await;
+    let queue = moto.queue(&format!("acme-{}", unique("q"))).await;
+    for n in 0..7 {
+        moto.send(
+            &queue,
+            &audit_log("alice@example.com", 1_750_991_540_913, n),
+            None,
+        )
+        .await;
+    }
+    moto.send(&queue, "not json", None).await;
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = moto
+        .command(&[
+            "run",
+            "--bucket",
+            &bucket,
+            "--queue",
+            &queue,
+            "--time-source",
+            "event",
+            "--metrics-addr",
+            &addr,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (_stdout, stderr) = (drain(child.stdout.take()), drain(child.stderr.take()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let response = loop {
+        if let Some(response) = scrape(port, "/metrics") {
+            if counter(&response, "deleted") == Some(8) {
+                break response;
+            }
+        }
+        assert!(Instant::now() < deadline, "metrics never showed 8 deleted");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    assert!(
+        response.contains("# TYPE audit_archiver_stored_total counter"),
+        "{response}"
+    );
+    assert_eq!(counter(&response, "received"), Some(8));
+    assert_eq!(counter(&response, "stored"), Some(7));
+    assert_eq!(counter(&response, "quarantined"), Some(1));
+    assert_eq!(counter(&response, "failed"), Some(0));
+    assert!(scrape(port, "/other").unwrap().starts_with("HTTP/1.1 404"));
+
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    let log = String::from_utf8_lossy(&stderr.join().unwrap()).into_owned();
+    assert!(status.success(), "{log}");
+    assert_eq!(moto.depth(&queue).await, 0);
+}
