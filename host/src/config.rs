@@ -42,7 +42,7 @@ pub enum Command {
     /// only once its object is stored.
     ///
     /// Example: audit-archiver run --bucket acme-audit-archive --queue acme-prismacloud-auditlog.fifo --region ap-northeast-1
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print where each message would be archived, without AWS: reads a
     /// Lambda-shaped SQS event ({"Records":[...]}) or NDJSON of records.
     ///
