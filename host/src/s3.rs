@@ -5,7 +5,7 @@
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{ObjectLockMode, ServerSideEncryption, StorageClass};
+use aws_sdk_s3::types::{ChecksumAlgorithm, ObjectLockMode, ServerSideEncryption, StorageClass};
 use aws_smithy_types::DateTime;
 use sha2::{Digest, Sha256};
 
@@ -119,6 +119,9 @@ impl ArchiveStore for S3Archive {
             .key(&object.key)
             .if_none_match("*")
             .content_type("application/json")
+            // The algorithm header too: S3 demands it (or Content-MD5) for
+            // Object Lock, and the SDK then sends our value as is.
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
             .checksum_sha256(checksum)
             .metadata(MESSAGE_ID_METADATA, object.message_id)
             .set_expected_bucket_owner(self.options.expected_bucket_owner.clone())

@@ -4,6 +4,7 @@
 
 mod archive;
 mod metrics;
+mod objects;
 mod route;
 mod shutdown;
 mod startup;
