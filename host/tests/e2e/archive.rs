@@ -324,3 +324,48 @@ async fn a_burst_across_tenants_ends_with_one_object_per_message() {
         assert_eq!(moto.depth(url).await, 0);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queue_prefix_finds_every_tenant_queue() {
+    let moto = Moto::start().await;
+    let bucket = moto.bucket().await;
+    let prefix = unique("tenant").replace('-', "");
+    let first = moto
+        .queue(&format!("{prefix}a-prismacloud-auditlog.fifo"))
+        .await;
+    let second = moto.queue(&format!("{prefix}b-prismacloud-auditlog")).await;
+    let unrelated = moto.queue(&format!("other-{}", unique("q"))).await;
+    let a = moto
+        .send(&first, &audit_log("alice@example.com", T, 0), Some("g"))
+        .await;
+    let b = moto
+        .send(&second, &audit_log("bob@example.com", T, 1), None)
+        .await;
+    moto.send(&unrelated, &audit_log("eve@example.com", T, 2), None)
+        .await;
+
+    let output = moto.run(&[
+        "run",
+        "--drain",
+        "--bucket",
+        &bucket,
+        "--queue-prefix",
+        &prefix,
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let objects = moto.objects(&bucket).await;
+    let stored: BTreeSet<&str> = objects.values().map(|o| o.message_id()).collect();
+    assert_eq!(stored, BTreeSet::from([a.as_str(), b.as_str()]));
+    assert!(
+        objects
+            .keys()
+            .any(|k| k.starts_with(&format!("{prefix}a/"))),
+        "{:#?}",
+        objects.keys()
+    );
+    assert_eq!(
+        moto.depth(&unrelated).await,
+        1,
+        "a queue outside the prefix is not touched"
+    );
+}
