@@ -23,6 +23,9 @@ cargo clippy --release --workspace --all-targets --quiet -- -D warnings
 step "tests: unit, property, vectors, end-to-end (moto on loopback)"
 cargo test --release --workspace --no-fail-fast
 
+step "the same component in Node.js (jco) and Python (wasmtime-py), compared with the host"
+scripts/test-runtimes.sh
+
 step "CloudFormation template lint (cfn-lint)"
 .venv/bin/cfn-lint deploy/cloudformation.yaml
 

@@ -1,0 +1,215 @@
+//! A team's own routing component, run by the unchanged host with
+//! `--component`: `examples/flat-layout` (same WIT world, another layout) is
+//! built for wasm32-wasip2 and its placements checked through
+//! `audit-archiver route`; the same crate built against a 2.0.0 copy of the
+//! contract, or with a world that imports a function, is refused at start-up
+//! with exit code 2.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+const TARGET: &str = "wasm32-wasip2";
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The example component and its two variants the host must refuse.
+struct Components {
+    /// Built against `wit/`.
+    flat: PathBuf,
+    /// Built against `audit-archiver:routing@2.0.0` (feature `wit-v2`).
+    v2: PathBuf,
+    /// Its world imports a function (feature `with-import`).
+    importing: PathBuf,
+}
+
+/// Builds the example component and its variants, once.
+fn components() -> &'static Components {
+    static BUILT: OnceLock<Components> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        // Its own target dir: the outer `cargo test` holds the lock on `target/`.
+        let target_dir = workspace().join("target").join("examples");
+        let built = target_dir
+            .join(TARGET)
+            .join("release")
+            .join("audit_archiver_flat_layout.wasm");
+        let mut paths = Vec::new();
+        for (features, name) in [
+            (None, "flat-layout.wasm"),
+            (Some("wit-v2"), "flat-layout-v2.wasm"),
+            (Some("with-import"), "flat-layout-importing.wasm"),
+        ] {
+            let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+            command
+                .current_dir(workspace())
+                .args(["build", "--release", "--quiet", "--target", TARGET])
+                .args(["-p", "audit-archiver-flat-layout"])
+                .arg("--target-dir")
+                .arg(&target_dir);
+            if let Some(features) = features {
+                command.args(["--features", features]);
+            }
+            for var in [
+                "CARGO_ENCODED_RUSTFLAGS",
+                "RUSTFLAGS",
+                "CARGO_BUILD_TARGET",
+                "CARGO_TARGET_DIR",
+                "CARGO_MAKEFLAGS",
+                "MAKEFLAGS",
+                "MFLAGS",
+                "RUSTC_WORKSPACE_WRAPPER",
+            ] {
+                command.env_remove(var);
+            }
+            let status = command.status().expect("running cargo");
+            assert!(
+                status.success(),
+                "building examples/flat-layout for {TARGET} failed (is the target installed? scripts/setup.sh)"
+            );
+            let copy = target_dir.join(name);
+            std::fs::copy(&built, &copy).unwrap();
+            paths.push(copy);
+        }
+        Components {
+            flat: paths[0].clone(),
+            v2: paths[1].clone(),
+            importing: paths[2].clone(),
+        }
+    })
+}
+
+fn route(component: &Path, extra: &[&str], event: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_audit-archiver"))
+        .args(["route", "--event", "-", "--component"])
+        .arg(component)
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(event.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+const EVENT: &str = r#"{"Records":[
+ {"messageId":"m-1","body":"{}","eventSourceARN":"arn:aws:sqs:ap-northeast-1:123456789012:acme-prismacloud-auditlog.fifo","attributes":{"ApproximateFirstReceiveTimestamp":"1750991540913","SentTimestamp":"1750950000000"}},
+ {"messageId":"m-2","body":"{}","eventSourceARN":"arn:aws:sqs:ap-northeast-1:123456789012:legacy-audit","attributes":{"ApproximateFirstReceiveTimestamp":"1751327999999","SentTimestamp":"1751327999999"}},
+ {"messageId":"a/b","body":"{}","eventSourceARN":"arn:aws:sqs:ap-northeast-1:123456789012:acme-prismacloud-auditlog.fifo","attributes":{"ApproximateFirstReceiveTimestamp":"1750991540913"}},
+ {"messageId":"m-4","body":"{}","eventSourceARN":"arn:aws:sqs:ap-northeast-1:123456789012:acme-prismacloud-auditlog.fifo","attributes":{}}
+]}"#;
+
+#[test]
+fn the_host_runs_a_component_with_another_layout() {
+    let flat = &components().flat;
+    // The template and offset are the flat layout's to ignore: UTC dates,
+    // `{tenant}/{YYYY-MM-DD}/{message_id}.json`.
+    let output = route(
+        flat,
+        &[
+            "--key-template",
+            "seed",
+            "--utc-offset",
+            "+09:00",
+            "--tenant-map",
+            "legacy-audit=acme_legacy",
+        ],
+        EVENT,
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "stderr: {stderr}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{stdout}");
+    assert_eq!(
+        lines[0],
+        r#"{"message_id":"m-1","tenant":"acme","key":"acme/2025-06-27/m-1.json"}"#
+    );
+    // 2025-06-30T23:59:59.999Z: still June 30 in UTC (July 1 in JST).
+    assert_eq!(
+        lines[1],
+        r#"{"message_id":"m-2","tenant":"acme_legacy","key":"acme_legacy/2025-06-30/m-2.json"}"#
+    );
+    assert!(
+        lines[2].starts_with(r#"{"message_id":"a/b","error":"invalid-message-id: "#),
+        "{}",
+        lines[2]
+    );
+    assert!(
+        lines[3].starts_with(r#"{"message_id":"m-4","error":"missing-time: "#),
+        "{}",
+        lines[3]
+    );
+
+    // The time source is honoured: SentTimestamp 2025-06-26T04:20:00Z.
+    let sent = route(flat, &["--time-source", "sent"], EVENT);
+    let stdout = String::from_utf8(sent.stdout).unwrap();
+    assert_eq!(
+        stdout.lines().next(),
+        Some(r#"{"message_id":"m-1","tenant":"acme","key":"acme/2025-06-26/m-1.json"}"#)
+    );
+    // Its settings check runs at start-up, like the embedded component's.
+    let bad = route(flat, &["--tenant-map", "acme-q=not-a-tenant"], EVENT);
+    assert_eq!(bad.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("--tenant-map"), "{stderr}");
+}
+
+#[test]
+fn the_host_refuses_a_component_of_another_contract_version() {
+    let v2 = &components().v2;
+    let output = route(v2, &[], EVENT);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
+    assert!(output.stdout.is_empty(), "no placement may be printed");
+    for needed in [
+        "--component",
+        "audit-archiver:routing/router@1.0.0",
+        "audit-archiver:routing/router@2.0.0",
+        "flat-layout-v2.wasm",
+    ] {
+        assert!(stderr.contains(needed), "{needed:?} not in: {stderr}");
+    }
+}
+
+#[test]
+fn the_host_refuses_a_component_that_imports_anything() {
+    let importing = &components().importing;
+    let output = route(importing, &[], EVENT);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
+    assert!(output.stdout.is_empty(), "no placement may be printed");
+    for needed in [
+        "--component",
+        "flat-layout-importing.wasm",
+        "imports [\"log\"]",
+        "must import nothing",
+    ] {
+        assert!(stderr.contains(needed), "{needed:?} not in: {stderr}");
+    }
+}
+
+#[test]
+fn the_host_refuses_a_file_that_is_not_a_component() {
+    let dir = workspace().join("target").join("examples");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("not-a-component.wasm");
+    // A core module (empty), not a component.
+    std::fs::write(&path, b"\0asm\x01\0\0\0").unwrap();
+    let output = route(&path, &[], EVENT);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
+    assert!(stderr.contains("--component"), "{stderr}");
+    assert!(stderr.contains("not-a-component.wasm"), "{stderr}");
+}
