@@ -41,10 +41,11 @@ pub fn load_component(
     routing: &crate::config::RoutingConfig,
 ) -> Result<crate::engine::RouterComponent, CommandError> {
     use crate::engine::{ComponentError, RouterComponent};
-    RouterComponent::load(
+    RouterComponent::load_cached(
         routing.component.as_deref(),
         &routing.settings,
         routing.limits,
+        routing.cache_dir.as_deref(),
     )
     .map_err(|error| match error {
         ComponentError::Settings(e) => {

@@ -1,0 +1,313 @@
+#!/usr/bin/env python3
+"""End-to-end benchmarks of `audit-archiver run --drain` against a local moto.
+
+Every run gets a fresh moto server on a free loopback port, a new bucket and
+queues, and N messages spread over the tenants' queues; then one drainer runs
+to completion and is measured: wall time, user+sys CPU and peak RSS of the
+drainer (/usr/bin/time), and the CPU moto spent meanwhile (/proc/PID/stat),
+which says which side is the limit. Checks afterwards that every queue is
+empty (and, for the two Rust drainers, that N objects exist).
+
+Drainers:
+  host   audit-archiver run --drain (the product; warm compile cache)
+  bare   host/examples/bare_loop.rs: the same SDK calls, no component (ceiling)
+  boto3  bench/boto3_poller.py: the reference Lambda design, sequential
+
+Experiments (--experiment, repeatable; default all):
+  compare  host vs bare vs boto3, same N, same moto build, --repeat times
+  host     host CPU per message (and fixed start-up CPU from an N=0 run),
+           peak RSS with 10 tenant queues
+  scale    host throughput against --concurrency and number of tenants
+
+Use bench/e2e.sh (builds, then runs this). `--quick` is one tiny run of each.
+"""
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import boto3
+from botocore.config import Config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "audit-archiver")
+BARE = os.path.join(ROOT, "target", "release", "examples", "bare_loop")
+POLLER = os.path.join(ROOT, "bench", "boto3_poller.py")
+PYTHON = sys.executable
+MOTO = os.path.join(ROOT, ".venv", "bin", "moto_server")
+TIME = "/usr/bin/time"
+TICK = os.sysconf("SC_CLK_TCK")
+ENV = {
+    "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_REGION": "us-east-1",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def proc_cpu(pid):
+    """user+sys seconds of a live process."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+class Moto:
+    def __init__(self):
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [MOTO, "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=ENV,
+        )
+        config = Config(retries={"max_attempts": 10, "mode": "standard"})
+        session = boto3.session.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+        )
+        self.sqs = session.client("sqs", endpoint_url=self.endpoint, config=config)
+        self.s3 = session.client("s3", endpoint_url=self.endpoint, config=config)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self.sqs.list_queues()
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def close(self):
+        self.proc.kill()
+        self.proc.wait()
+
+    def setup(self, messages, tenants):
+        self.s3.create_bucket(Bucket="archive")
+        urls = [
+            self.sqs.create_queue(QueueName=f"tenant{t}-prismacloud-auditlog")["QueueUrl"]
+            for t in range(tenants)
+        ]
+        for start in range(0, messages, 10):
+            for t, url in enumerate(urls):
+                entries = [
+                    {"Id": str(i), "MessageBody": body(i)}
+                    for i in range(start, min(start + 10, messages))
+                    if i % tenants == t
+                ]
+                if entries:
+                    self.sqs.send_message_batch(QueueUrl=url, Entries=entries)
+        return urls
+
+    def depth(self, urls):
+        total = 0
+        for url in urls:
+            a = self.sqs.get_queue_attributes(
+                QueueUrl=url,
+                AttributeNames=[
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible",
+                ],
+            )["Attributes"]
+            total += sum(int(v) for v in a.values())
+        return total
+
+    def objects(self):
+        count = 0
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket="archive"):
+            count += page.get("KeyCount", 0)
+        return count
+
+
+def body(n):
+    return json.dumps(
+        {
+            "timestamp": 1750991540913 + n * 1000,
+            "user": "alice@example.com",
+            "ipAddress": "203.0.113.7",
+            "resourceType": "Account Group",
+            "resourceName": f"TEST-{n}",
+            "actionType": "CREATE",
+            "action": "'alice@example.com'(with role 'System Admin':'System Admin') "
+            "created the account group.",
+            "result": "Successful",
+        },
+        separators=(",", ":"),
+    )
+
+
+def command(side, moto, urls, concurrency, cache_dir):
+    if side == "host":
+        cmd = [BIN, "run", "--drain", "--bucket", "archive", "--endpoint-url", moto.endpoint,
+               "--region", "us-east-1", "--concurrency", str(concurrency),
+               "--wait-time-secs", "0", "--stats-interval-secs", "0",
+               "--cache-dir", cache_dir]
+        for url in urls:
+            cmd += ["--queue", url]
+        return cmd
+    if side == "bare":
+        cmd = [BARE, "--endpoint-url", moto.endpoint, "--bucket", "archive",
+               "--concurrency", str(concurrency), "--wait-time-secs", "0"]
+        for url in urls:
+            cmd += ["--queue", url]
+        return cmd
+    cmd = [PYTHON, POLLER, "--endpoint-url", moto.endpoint, "--bucket", "archive"]
+    for url in urls:
+        cmd += ["--queue", url]
+    return cmd
+
+
+def run(side, messages, tenants, concurrency, cache_dir):
+    """One fresh moto, one drainer to completion, measured."""
+    moto = Moto()
+    try:
+        urls = moto.setup(messages, tenants)
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+                tempfile.NamedTemporaryFile("r") as usage_file:
+            # /usr/bin/time reports its own child's rusage: a child forked
+            # straight from this (large) Python would inherit its peak RSS.
+            wrapped = [TIME, "-o", usage_file.name, "-f", "%U %S %M"]
+            wrapped += command(side, moto, urls, concurrency, cache_dir)
+            moto_before = proc_cpu(moto.proc.pid)
+            started = time.monotonic()
+            proc = subprocess.run(wrapped, stdout=out, stderr=err, env=ENV)
+            wall = time.monotonic() - started
+            moto_cpu = proc_cpu(moto.proc.pid) - moto_before
+            if proc.returncode != 0:
+                err.seek(0)
+                raise SystemExit(f"{side} failed ({proc.returncode}):\n{err.read().decode()[-3000:]}")
+            user, system, max_rss_kib = usage_file.read().split()[-3:]
+        left = moto.depth(urls)
+        stored = moto.objects()
+        if left != 0 or (side != "boto3" and stored != messages):
+            raise SystemExit(f"{side}: {left} messages left, {stored} objects of {messages}")
+    finally:
+        moto.close()
+    cpu = float(user) + float(system)
+    return {
+        "side": side,
+        "messages": messages,
+        "tenants": tenants,
+        "concurrency": concurrency,
+        "wall_s": round(wall, 3),
+        "msg_per_s": round(messages / wall, 1),
+        "cpu_s": round(cpu, 3),
+        "cpu_us_per_msg": round(cpu / messages * 1e6, 1) if messages else None,
+        "max_rss_mib": round(int(max_rss_kib) / 1024, 1),
+        "drainer_cpu_pct": round(100 * cpu / wall, 1),
+        "moto_cpu_s": round(moto_cpu, 3),
+        "moto_cpu_pct": round(100 * moto_cpu / wall, 1),
+    }
+
+
+def median_of(rows, key):
+    return statistics.median(r[key] for r in rows)
+
+
+def table(title, rows, columns):
+    print(f"\n### {title}\n")
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "|".join("---" for _ in columns) + "|")
+    for r in rows:
+        print("| " + " | ".join(str(r.get(c, "")) for c in columns) + " |")
+    sys.stdout.flush()
+
+
+COLUMNS = ["side", "messages", "tenants", "concurrency", "wall_s", "msg_per_s", "cpu_s",
+           "cpu_us_per_msg", "max_rss_mib", "drainer_cpu_pct", "moto_cpu_pct"]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--experiment", action="append", choices=["compare", "host", "scale"])
+    parser.add_argument("--messages", type=int, default=300)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--compare-tenants", default="1,10")
+    parser.add_argument("--scale-concurrency", default="1,4,10,32,64")
+    parser.add_argument("--scale-tenants", default="1,3,10")
+    parser.add_argument("--quick", action="store_true", help="one tiny run of each (CI)")
+    parser.add_argument("--json", help="also write every row to this file")
+    args = parser.parse_args()
+    experiments = args.experiment or ["compare", "host", "scale"]
+    if args.quick:
+        args.messages, args.repeat, args.compare_tenants = 10, 1, "2"
+        args.scale_concurrency, args.scale_tenants = "4", "2"
+    cache_dir = tempfile.mkdtemp(prefix="audit-archiver-bench-cache-")
+    os.chmod(cache_dir, 0o700)
+    rows = []
+    try:
+        # Warm the compile cache (and the page cache) once, unmeasured.
+        run("host", 10, 1, args.concurrency, cache_dir)
+        if "compare" in experiments:
+            for tenants in [int(t) for t in args.compare_tenants.split(",")]:
+                results = []
+                for _ in range(args.repeat):
+                    # Interleaved, so a change in background load hits every side.
+                    for side in ["host", "bare", "boto3"]:
+                        results.append(run(side, args.messages, tenants, args.concurrency, cache_dir))
+                rows += results
+                table(f"compare, {tenants} tenant queue(s): every run", results, COLUMNS)
+                summary = []
+                for side in ["host", "bare", "boto3"]:
+                    mine = [r for r in results if r["side"] == side]
+                    summary.append({
+                        "side": side,
+                        "median msg/s": median_of(mine, "msg_per_s"),
+                        "median CPU µs/msg": median_of(mine, "cpu_us_per_msg"),
+                        "median drainer CPU %": median_of(mine, "drainer_cpu_pct"),
+                        "median moto CPU %": median_of(mine, "moto_cpu_pct"),
+                        "median RSS MiB": median_of(mine, "max_rss_mib"),
+                    })
+                bare = summary[1]
+                for s in summary:
+                    s["msg/s vs bare"] = round(s["median msg/s"] / bare["median msg/s"], 2)
+                    s["CPU/msg vs bare"] = round(s["median CPU µs/msg"] / bare["median CPU µs/msg"], 2)
+                table(f"compare, {tenants} tenant queue(s): medians and ratios (same runs)",
+                      summary, list(summary[0].keys()))
+        if "host" in experiments:
+            results = []
+            for r in range(args.repeat):
+                results.append(run("host", 0, 1, args.concurrency, cache_dir))
+                results.append(run("host", args.messages, 1, args.concurrency, cache_dir))
+                results.append(run("host", args.messages, 10, args.concurrency, cache_dir))
+            rows += results
+            table("host: CPU per message, peak RSS (N=0 is the fixed start-up cost)", results, COLUMNS)
+            fixed = median_of([r for r in results if r["messages"] == 0], "cpu_s")
+            for tenants in [1, 10]:
+                mine = [r for r in results if r["messages"] and r["tenants"] == tenants]
+                total = median_of(mine, "cpu_us_per_msg")
+                marginal = (median_of(mine, "cpu_s") - fixed) / args.messages * 1e6
+                print(f"- tenants={tenants}: median CPU {total:.1f} µs/msg including start-up, "
+                      f"{marginal:.1f} µs/msg marginal (start-up {fixed * 1000:.0f} ms CPU); "
+                      f"peak RSS {max(r['max_rss_mib'] for r in mine)} MiB")
+        if "scale" in experiments:
+            results = []
+            for tenants in [int(t) for t in args.scale_tenants.split(",")]:
+                for concurrency in [int(c) for c in args.scale_concurrency.split(",")]:
+                    results.append(run("host", args.messages, tenants, concurrency, cache_dir))
+            rows += results
+            table("scale: host throughput by tenants and --concurrency", results, COLUMNS)
+    finally:
+        shutil.rmtree(cache_dir, ignore_errors=True)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+//! What routing costs: natively (`audit_archiver_transform::Router`) against
+//! through the sandboxed component (`RouterComponent` → `RouterInstance`),
+//! one message per call and in batches, with and without the body crossing
+//! the boundary; and what a start-up costs, compiling or from the cache.
+//!
+//! Run: `cargo bench -p audit-archiver --bench component`
+//! (CI: `cargo bench -p audit-archiver --bench component -- --test`, one
+//! iteration of each). Results are per message (`Throughput::Elements`).
+
+use std::hint::black_box;
+use std::path::Path;
+use std::time::Duration;
+
+use audit_archiver::engine::{RouterComponent, SandboxLimits, EMBEDDED_COMPONENT};
+use audit_archiver_transform::{Message, Router, Settings, TimeSource};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+
+const QUEUE: &str =
+    "https://sqs.ap-northeast-1.amazonaws.com/123456789012/acme-prismacloud-auditlog.fifo";
+
+/// A Prisma Cloud audit record, as documented (~330 bytes).
+fn body(n: usize) -> String {
+    format!(
+        r#"{{"timestamp":{},"user":"alice@example.com","ipAddress":"203.0.113.7","resourceType":"Account Group","resourceName":"TEST-{n}","actionType":"CREATE","action":"'alice@example.com'(with role 'System Admin':'System Admin') created the account group.","result":"Successful"}}"#,
+        1_750_991_540_913u64 + n as u64
+    )
+}
+
+struct Input {
+    ids: Vec<String>,
+    bodies: Vec<String>,
+}
+
+impl Input {
+    fn new(n: usize) -> Self {
+        Input {
+            ids: (0..n)
+                .map(|i| format!("3f6c1b2e-8d4a-4c1e-9a7b-{i:012}"))
+                .collect(),
+            bodies: (0..n).map(body).collect(),
+        }
+    }
+
+    /// The messages as the host builds them: with the body only for `event`.
+    fn messages(&self, with_body: bool) -> Vec<Message<'_>> {
+        self.ids
+            .iter()
+            .zip(&self.bodies)
+            .enumerate()
+            .map(|(i, (id, body))| Message {
+                message_id: id,
+                queue: QUEUE,
+                body: if with_body { body } else { "" },
+                first_receive_ms: Some(1_750_991_540_913 + i as u64),
+                sent_ms: Some(1_750_991_540_000 + i as u64),
+            })
+            .collect()
+    }
+}
+
+/// `no-body`: time source `first-receive`, empty body (what `run` sends by
+/// default). `body`: time source `event`, the body crosses and is parsed.
+fn cases() -> [(&'static str, Settings, bool); 2] {
+    let event = Settings {
+        time_source: TimeSource::Event,
+        ..Settings::default()
+    };
+    [
+        ("no-body", Settings::default(), false),
+        ("body", event, true),
+    ]
+}
+
+fn routing(c: &mut Criterion) {
+    let input = Input::new(1000);
+    for (case, settings, with_body) in cases() {
+        let messages = input.messages(with_body);
+        let native = Router::new(&settings).unwrap();
+        let component = RouterComponent::load(None, &settings, SandboxLimits::default()).unwrap();
+        let mut instance = component.instance().unwrap();
+
+        let mut group = c.benchmark_group(format!("route/{case}"));
+        group.warm_up_time(Duration::from_secs(1));
+        group.measurement_time(Duration::from_secs(3));
+
+        group.throughput(Throughput::Elements(1));
+        // What the guest redoes on every call: parse and check the settings.
+        group.bench_function("native/router-new", |b| {
+            b.iter(|| black_box(Router::new(black_box(&settings)).unwrap()))
+        });
+        group.bench_function("native/single", |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) % messages.len();
+                black_box(native.route(black_box(&messages[i])).unwrap())
+            })
+        });
+        group.bench_function("component/single", |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) % messages.len();
+                black_box(instance.route(black_box(&messages[i])).unwrap())
+            })
+        });
+        for size in [10, 100, 1000] {
+            let batch = &messages[..size];
+            group.throughput(Throughput::Elements(size as u64));
+            group.bench_with_input(BenchmarkId::new("native/batch", size), batch, |b, batch| {
+                b.iter(|| black_box(batch.iter().map(|m| native.route(m)).collect::<Vec<_>>()))
+            });
+            group.bench_with_input(
+                BenchmarkId::new("component/batch", size),
+                batch,
+                |b, batch| b.iter(|| black_box(instance.route_batch(black_box(batch)))),
+            );
+        }
+        group.finish();
+    }
+}
+
+fn startup(c: &mut Criterion) {
+    let settings = Settings::default();
+    let limits = SandboxLimits::default();
+    let dir =
+        std::env::temp_dir().join(format!("audit-archiver-bench-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut group = c.benchmark_group("startup");
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(5));
+    // Embedded bytes → ready instance (compile, link, validate settings, instantiate).
+    group.bench_function("compile", |b| {
+        b.iter(|| {
+            let component = RouterComponent::load(None, &settings, limits).unwrap();
+            black_box(component.instance().unwrap());
+        })
+    });
+    // The same from a warm cache (deserialize_file instead of compiling).
+    RouterComponent::load_cached(None, &settings, limits, Some(&dir)).unwrap();
+    group.bench_function("cached", |b| {
+        b.iter(|| {
+            let component =
+                RouterComponent::load_cached(None, &settings, limits, Some(&dir)).unwrap();
+            black_box(component.instance().unwrap());
+        })
+    });
+    // The parts: deserialize alone, and one more instance of a loaded component.
+    let engine_probe = RouterComponent::load(None, &settings, limits).unwrap();
+    group.bench_function("instance", |b| {
+        b.iter(|| black_box(engine_probe.instance().unwrap()))
+    });
+    group.finish();
+    report_cache_entry(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Prints the size of the cache entry next to the component's (once).
+fn report_cache_entry(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            eprintln!(
+                "cache entry {} : {size} bytes (component: {} bytes)",
+                entry.file_name().to_string_lossy(),
+                EMBEDDED_COMPONENT.len()
+            );
+        }
+    }
+}
+
+criterion_group!(benches, routing, startup);
+criterion_main!(benches);
