@@ -5,6 +5,7 @@
 //! ABI's `cabi_realloc`.
 
 use alloc::vec::Vec;
+use core::cell::RefCell;
 
 use crate::router as r;
 
@@ -122,23 +123,65 @@ fn result(r: Result<r::Placement, r::RouteError>) -> Result<wit::Placement, wit:
     }
 }
 
+/// The router built for the last settings seen, with those settings.
+///
+/// Hosts pass the same settings on every call; parsing the template again
+/// each time was most of the fixed cost of a call. Routing is pure, so reusing
+/// the router is invisible to callers, and one entry keeps memory bounded.
+struct LastRouter(RefCell<Option<(r::Settings, Result<r::Router, r::SettingsError>)>>);
+
+// SAFETY: a component instance runs on a single thread (this wasm32 build has
+// no threads), so the cell is never reached concurrently.
+unsafe impl Sync for LastRouter {}
+
+static LAST_ROUTER: LastRouter = LastRouter(RefCell::new(None));
+
+/// Runs `f` with the router for `s`, building it only when the settings changed.
+fn with_router<T>(
+    s: wit::Settings,
+    f: impl FnOnce(&Result<r::Router, r::SettingsError>) -> T,
+) -> T {
+    let settings = settings(s);
+    let mut last = LAST_ROUTER.0.borrow_mut();
+    let (_, router) = match last.take() {
+        Some((cached, router)) if cached == settings => last.insert((cached, router)),
+        _ => {
+            let router = r::Router::new(&settings);
+            last.insert((settings, router))
+        }
+    };
+    f(router)
+}
+
 impl wit::Guest for Component {
     fn validate_settings(s: wit::Settings) -> Result<(), wit::SettingsError> {
-        r::validate_settings(&settings(s)).map_err(settings_error)
+        with_router(s, |router| {
+            router
+                .as_ref()
+                .map(|_| ())
+                .map_err(|e| settings_error(e.clone()))
+        })
     }
 
     fn route(s: wit::Settings, m: wit::Message) -> Result<wit::Placement, wit::RouteError> {
-        result(r::route(&settings(s), &message(&m)))
+        with_router(s, |router| match router {
+            Ok(router) => result(router.route(&message(&m))),
+            Err(e) => result(Err(r::RouteError::InvalidSettings(e.clone()))),
+        })
     }
 
     fn route_batch(
         s: wit::Settings,
         messages: Vec<wit::Message>,
     ) -> Vec<Result<wit::Placement, wit::RouteError>> {
-        let messages: Vec<r::Message<'_>> = messages.iter().map(message).collect();
-        r::route_batch(&settings(s), &messages)
-            .into_iter()
-            .map(result)
-            .collect()
+        with_router(s, |router| {
+            messages
+                .iter()
+                .map(|m| match router {
+                    Ok(router) => result(router.route(&message(m))),
+                    Err(e) => result(Err(r::RouteError::InvalidSettings(e.clone()))),
+                })
+                .collect()
+        })
     }
 }
