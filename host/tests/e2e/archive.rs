@@ -252,8 +252,24 @@ async fn unroutable_messages_are_quarantined_with_their_reason() {
         &queue,
         "--time-source",
         "event",
+        "--log-format",
+        "json",
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
+    // Structured logs: every line is JSON, and each quarantine warning names
+    // the message and the queue in fields of its own.
+    let events: Vec<serde_json::Value> = stderr(&output)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}")))
+        .collect();
+    for (id, _, _) in &poison_ids {
+        assert!(
+            events.iter().any(|e| e["level"] == "WARN"
+                && e["message_id"] == id.as_str()
+                && e["queue"] == queue_name.as_str()),
+            "no warning with message_id {id} and queue {queue_name}: {events:#?}"
+        );
+    }
     let objects = moto.objects(&bucket).await;
     assert_eq!(objects.len(), 1 + poison_ids.len(), "{:#?}", objects.keys());
     assert!(objects
