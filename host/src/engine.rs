@@ -20,6 +20,9 @@ mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "routing",
+        // Messages cross into the guest by reference: no host-side copy of
+        // bodies, ids or queue names before the canonical ABI copies them in.
+        ownership: Borrowing { duplicate_if_necessary: false },
     });
 }
 
@@ -148,7 +151,7 @@ pub struct RouterComponent {
 struct Loaded {
     engine: Engine,
     pre: bindings::RoutingPre<Sandbox>,
-    settings: wit::Settings,
+    settings: transform::Settings,
     limits: SandboxLimits,
     origin: String,
     stop_ticker: Arc<AtomicBool>,
@@ -254,7 +257,7 @@ impl RouterComponent {
             inner: Arc::new(Loaded {
                 engine,
                 pre,
-                settings: to_wit_settings(settings),
+                settings: settings.clone(),
                 limits,
                 origin,
                 stop_ticker,
@@ -354,7 +357,7 @@ impl RouterInstance {
         &mut self,
         messages: &[Message<'_>],
     ) -> Vec<Result<Placement, RouteFailure>> {
-        let wit_messages: Vec<wit::Message> = messages.iter().map(to_wit_message).collect();
+        let wit_messages: Vec<wit::Message<'_>> = messages.iter().map(to_wit_message).collect();
         let batch = self.call(|routing, store, settings| {
             routing
                 .audit_archiver_routing_router()
@@ -374,7 +377,7 @@ impl RouterInstance {
                 vec![Err(RouteFailure::Trapped(detail)); messages.len()]
             }
             Err(_) if messages.len() > 1 => wit_messages
-                .iter()
+                .into_iter()
                 .map(|message| self.route_one(message))
                 .collect(),
             Err(detail) => vec![Err(RouteFailure::Trapped(detail))],
@@ -383,10 +386,10 @@ impl RouterInstance {
 
     /// Routes one message with the single-message entry point.
     pub fn route(&mut self, message: &Message<'_>) -> Result<Placement, RouteFailure> {
-        self.route_one(&to_wit_message(message))
+        self.route_one(to_wit_message(message))
     }
 
-    fn route_one(&mut self, message: &wit::Message) -> Result<Placement, RouteFailure> {
+    fn route_one(&mut self, message: wit::Message<'_>) -> Result<Placement, RouteFailure> {
         let result = self.call(|routing, store, settings| {
             routing
                 .audit_archiver_routing_router()
@@ -402,11 +405,18 @@ impl RouterInstance {
     /// (a trapped instance must not be entered again) and returns the reason.
     fn call<T>(
         &mut self,
-        f: impl FnOnce(&bindings::Routing, &mut Store<Sandbox>, &wit::Settings) -> wasmtime::Result<T>,
+        f: impl FnOnce(
+            &bindings::Routing,
+            &mut Store<Sandbox>,
+            wit::Settings<'_>,
+        ) -> wasmtime::Result<T>,
     ) -> Result<T, String> {
         self.store
             .set_epoch_deadline(deadline_ticks(self.component.limits.call_timeout));
-        match f(&self.routing, &mut self.store, &self.component.settings) {
+        let component = self.component.clone();
+        let overrides = wit_overrides(&component.settings);
+        let settings = to_wit_settings(&component.settings, &overrides);
+        match f(&self.routing, &mut self.store, settings) {
             Ok(value) => Ok(value),
             Err(error) => {
                 let detail = describe_trap(&error, self.component.limits);
@@ -461,31 +471,41 @@ fn describe_trap(error: &wasmtime::Error, limits: SandboxLimits) -> String {
     }
 }
 
-fn to_wit_settings(settings: &transform::Settings) -> wit::Settings {
+/// The overrides, borrowed, for [`to_wit_settings`].
+fn wit_overrides(settings: &transform::Settings) -> Vec<wit::TenantOverride<'_>> {
+    settings
+        .tenant_overrides
+        .iter()
+        .map(|o| wit::TenantOverride {
+            queue: &o.queue,
+            tenant: &o.tenant,
+        })
+        .collect()
+}
+
+/// The settings as the component takes them, borrowed: nothing is copied on
+/// the host side before the canonical ABI copies the strings in.
+fn to_wit_settings<'a>(
+    settings: &'a transform::Settings,
+    overrides: &'a [wit::TenantOverride<'a>],
+) -> wit::Settings<'a> {
     wit::Settings {
-        key_template: settings.key_template.clone(),
+        key_template: &settings.key_template,
         time_source: match settings.time_source {
             transform::TimeSource::FirstReceive => wit::TimeSource::FirstReceive,
             transform::TimeSource::Sent => wit::TimeSource::Sent,
             transform::TimeSource::Event => wit::TimeSource::Event,
         },
         utc_offset_minutes: settings.utc_offset_minutes,
-        tenant_overrides: settings
-            .tenant_overrides
-            .iter()
-            .map(|o| wit::TenantOverride {
-                queue: o.queue.clone(),
-                tenant: o.tenant.clone(),
-            })
-            .collect(),
+        tenant_overrides: overrides,
     }
 }
 
-fn to_wit_message(message: &Message<'_>) -> wit::Message {
+fn to_wit_message<'a>(message: &Message<'a>) -> wit::Message<'a> {
     wit::Message {
-        message_id: message.message_id.to_string(),
-        queue: message.queue.to_string(),
-        body: message.body.to_string(),
+        message_id: message.message_id,
+        queue: message.queue,
+        body: message.body,
         first_receive_ms: message.first_receive_ms,
         sent_ms: message.sent_ms,
     }
