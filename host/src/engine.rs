@@ -457,17 +457,27 @@ fn deadline_ticks(timeout: Duration) -> u64 {
     (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
 }
 
+/// One line saying why a call failed (wasmtime's own text carries a
+/// multi-line wasm backtrace).
 fn describe_trap(error: &wasmtime::Error, limits: SandboxLimits) -> String {
-    match error.downcast_ref::<wasmtime::Trap>() {
-        Some(wasmtime::Trap::Interrupt) => format!(
+    let text = format!("{error:#}");
+    let trap = error.downcast_ref::<wasmtime::Trap>();
+    if matches!(trap, Some(wasmtime::Trap::Interrupt)) {
+        format!(
             "the component ran longer than its {} ms limit per call",
             limits.call_timeout.as_millis()
-        ),
-        Some(wasmtime::Trap::AllocationTooLarge) => format!(
+        )
+    } else if matches!(trap, Some(wasmtime::Trap::AllocationTooLarge))
+        || text.contains("growing memory")
+    {
+        format!(
             "the component exceeded its memory limit of {} bytes",
             limits.memory_bytes
-        ),
-        _ => format!("{error:#}"),
+        )
+    } else if let Some(trap) = trap {
+        format!("the component trapped: {trap}")
+    } else {
+        text.lines().next().unwrap_or("the call failed").to_string()
     }
 }
 

@@ -20,14 +20,29 @@ pub mod sqs;
 
 use tracing_subscriber::EnvFilter;
 
-/// Sets up logging on stderr. `RUST_LOG` overrides the default level (info
-/// for this crate, warnings for the AWS SDK).
+/// Sets up logging on stderr. `RUST_LOG` overrides the default level (info),
+/// except for the AWS SDK, which is always capped at warnings: its debug and
+/// trace output prints the access key id and signed requests.
 pub fn init_logging(format: config::LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new(
-            "info,aws_config=warn,aws_smithy_runtime=warn,aws_sdk_s3=warn,aws_sdk_sqs=warn",
-        )
-    });
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    for target in [
+        "aws_config",
+        "aws_credential_types",
+        "aws_runtime",
+        "aws_sdk_s3",
+        "aws_sdk_sqs",
+        "aws_sdk_sts",
+        "aws_sigv4",
+        "aws_smithy_http_client",
+        "aws_smithy_runtime",
+        "aws_smithy_runtime_api",
+        "aws_smithy_types",
+    ] {
+        let directive = format!("{target}=warn")
+            .parse()
+            .expect("a static directive");
+        filter = filter.add_directive(directive);
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -1,0 +1,128 @@
+//! Scenario 8: SIGTERM under load, several times at random moments. Each time
+//! the host exits well within the visibility timeout, and every message it
+//! held but had not archived is visible again at once (none in flight once it
+//! has exited). A final drain finds everything; nothing lost or duplicated.
+
+use std::time::{Duration, Instant};
+
+use crate::common::{self, audit, counter, err, run_args, summary_of, Host, Rng, Sent};
+use crate::proxy::{Plan, Proxy};
+use crate::support::Moto;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_under_load_exits_in_time_and_releases_at_once() {
+    let _serial = common::serial();
+    let name = "sigterm";
+    let scale = common::scale();
+    let mut rng = Rng::new(name);
+    let moto = Moto::start().await;
+    let proxy = Proxy::start(&moto.endpoint, rng.next(), false).await;
+    // Load: slow S3 and SQS, some throttling, so work is always in flight.
+    proxy.set(Plan {
+        latency: Duration::from_millis(40),
+        s3_503_permille: 100,
+        ..Plan::default()
+    });
+    let bucket = common::versioned_bucket(&moto).await;
+    let queues = vec![
+        common::queue(&moto, "acme", false).await,
+        common::queue(&moto, "globex", true).await,
+    ];
+    let mut sent = Sent::new();
+    for q in &queues {
+        common::send_logs(&moto, q, 150 * scale, &mut sent).await;
+    }
+    let total = sent.len();
+    let visibility = 60u64;
+    let args = run_args(
+        &bucket,
+        &queues,
+        &proxy.url,
+        &[
+            "--visibility-timeout-secs",
+            &visibility.to_string(),
+            "--wait-time-secs",
+            "1",
+            "--concurrency",
+            "32",
+        ],
+    );
+    let rounds = 3 * scale;
+    let mut exits = Vec::new();
+    let mut released = 0;
+    for round in 0..rounds {
+        let host = Host::spawn(moto.command(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+        tokio::time::sleep(Duration::from_millis(rng.range(1500, 3500))).await;
+        let in_flight_before: u64 = {
+            let mut n = 0;
+            for q in &queues {
+                n += common::depth_parts(&moto, q).await.1;
+            }
+            n
+        };
+        let signalled = Instant::now();
+        host.term();
+        let output = host
+            .wait(Duration::from_secs(visibility))
+            .unwrap_or_else(|o| {
+                panic!(
+                    "round {round}: no exit within the visibility timeout: {}",
+                    err(&o)
+                )
+            });
+        let took = signalled.elapsed();
+        assert!(output.status.success(), "round {round}: {}", err(&output));
+        let mut hidden = 0;
+        for q in &queues {
+            hidden += common::depth_parts(&moto, q).await.1;
+        }
+        let summary = summary_of(&output);
+        released += counter(&summary, "released");
+        let stored = common::object_count(&moto, &bucket).await;
+        println!(
+            "[{name}] round {}: {in_flight_before} in flight at SIGTERM, exit 0 after {:.2}s, released={} \
+             still hidden after exit={hidden}, {stored}/{total} archived",
+            round + 1,
+            took.as_secs_f64(),
+            counter(&summary, "released"),
+        );
+        assert!(stored < total, "round {round}: the signal came mid-run");
+        assert_eq!(
+            hidden, 0,
+            "round {round}: messages the host held must be visible again at once"
+        );
+        exits.push(took);
+    }
+    // Everything left is visible: a drain with a short wait finds all of it
+    // although the visibility timeout was 60 s.
+    proxy.set(Plan::default());
+    let mut drain_args = args.clone();
+    drain_args.push("--drain".into());
+    let drain_started = Instant::now();
+    let output = crate::support::run_with_limit(
+        moto.command(&drain_args.iter().map(String::as_str).collect::<Vec<_>>()),
+        Duration::from_secs(120),
+    );
+    assert!(output.status.success(), "{}", err(&output));
+    let mut hidden_now = 0;
+    for q in &queues {
+        hidden_now += common::depth_parts(&moto, q).await.1;
+    }
+    println!(
+        "[{name}] final drain took {:.1}s: {}; hidden now {hidden_now}",
+        drain_started.elapsed().as_secs_f64(),
+        String::from_utf8_lossy(&output.stdout).trim()
+    );
+    if std::env::var_os("RELIABILITY_DEBUG").is_some() {
+        println!("{}", err(&output));
+    }
+    let slowest = exits.iter().max().unwrap();
+    println!(
+        "[{name}] messages={total} SIGTERMs={rounds} slowest exit={:.2}s (visibility timeout {visibility}s) released in total={released}",
+        slowest.as_secs_f64()
+    );
+    println!("[{name}] proxy: {}", proxy.stats().line());
+    audit(&moto, &bucket, &sent, &queues)
+        .await
+        .assert_perfect(name);
+}
