@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs what it needs (see
 # scripts/setup.sh), checks formatting and lints, builds the routing component
-# and the host, and runs every test — unit, property, shared vectors,
-# end-to-end against a local moto S3/SQS server, and template lint.
+# and the host, and runs every test — unit, property, fuzz, shared vectors,
+# end-to-end and reliability scenarios against a local moto S3/SQS server, the
+# component in Node.js and Python, a smoke run of the benchmarks, template lint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS
@@ -20,8 +21,12 @@ cargo build --release --workspace --all-targets
 step "lint"
 cargo clippy --release --workspace --all-targets --quiet -- -D warnings
 
-step "tests: unit, property, vectors, end-to-end (moto on loopback)"
+step "tests: unit, property, vectors, fuzz, end-to-end and reliability (moto on loopback)"
 cargo test --release --workspace --no-fail-fast
+
+step "benchmarks build and run one tiny iteration (not timed: numbers are in BENCHMARKS.md)"
+cargo bench -p audit-archiver --bench component --quiet -- --test
+bench/e2e.sh --quick
 
 step "the same component in Node.js (jco) and Python (wasmtime-py), compared with the host"
 scripts/test-runtimes.sh

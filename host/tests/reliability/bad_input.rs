@@ -20,7 +20,7 @@ enum Expect {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_is_stored_quarantined_or_refused_never_lost() {
-    let _serial = common::serial();
+    let _serial = common::serial().await;
     let name = "bad-input";
     let moto = Moto::start().await;
     let bucket = common::versioned_bucket(&moto).await;

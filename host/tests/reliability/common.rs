@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -13,10 +12,12 @@ use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
 
 use crate::support::{audit_log, drain, unique, Moto};
 
-/// Scenarios run one at a time, whatever `--test-threads` says.
-pub fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// Scenarios run one at a time, whatever `--test-threads` says. An async
+/// lock: each scenario holds it across its awaits (and a failed scenario
+/// cannot poison it).
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
 }
 
 /// `RELIABILITY_SCALE` (default 1): multiplies messages, kills and rounds.

@@ -8,7 +8,7 @@ use crate::support::Moto;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_hosts_draining_the_same_queues_neither_lose_nor_duplicate() {
-    let _serial = common::serial();
+    let _serial = common::serial().await;
     let name = "three-hosts";
     let scale = common::scale();
     let moto = Moto::start().await;

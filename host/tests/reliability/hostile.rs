@@ -65,7 +65,7 @@ enum Contained {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_components_are_contained() {
-    let _serial = common::serial();
+    let _serial = common::serial().await;
     let name = "hostile";
     let moto = Moto::start().await;
     let variants: Vec<(&str, Contained)> = vec![

@@ -10,7 +10,7 @@ use crate::support::Moto;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
-    let _serial = common::serial();
+    let _serial = common::serial().await;
     let name = "kill-9";
     let scale = common::scale();
     let mut rng = Rng::new(name);

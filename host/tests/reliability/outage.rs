@@ -11,7 +11,7 @@ use crate::support::Moto;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn s3_outage_deletes_nothing_and_everything_is_stored_after_recovery() {
-    let _serial = common::serial();
+    let _serial = common::serial().await;
     let name = "s3-outage";
     let scale = common::scale();
     let mut rng = Rng::new(name);

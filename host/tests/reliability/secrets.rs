@@ -16,7 +16,7 @@ const SESSION_TOKEN: &str = "FwoGZXIvYXdzEReliabilitySessionToken//DoNotLog==";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn credentials_never_appear_in_logs() {
-    let _serial = common::serial();
+    let _serial = common::serial().await;
     let name = "secrets";
     let moto = Moto::start().await;
     let proxy = Proxy::start(&moto.endpoint, 7, true).await;

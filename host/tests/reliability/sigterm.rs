@@ -11,7 +11,7 @@ use crate::support::Moto;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_under_load_exits_in_time_and_releases_at_once() {
-    let _serial = common::serial();
+    let _serial = common::serial().await;
     let name = "sigterm";
     let scale = common::scale();
     let mut rng = Rng::new(name);

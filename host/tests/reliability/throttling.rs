@@ -13,7 +13,7 @@ use crate::support::Moto;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn throttling_and_server_errors_store_everything_once() {
-    let _serial = common::serial();
+    let _serial = common::serial().await;
     let name = "throttling";
     let scale = common::scale();
     let mut rng = Rng::new(name);
