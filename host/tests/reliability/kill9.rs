@@ -47,10 +47,25 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     );
     let kills = 6 * scale;
     let mut at_kill = Vec::new();
+    // Kill moments follow progress, not the clock, so every kill lands
+    // mid-drain however fast this machine happens to be: round r waits until
+    // about (r+1)/(kills+2) of the messages are stored (plus jitter), then a
+    // random extra 0-300 ms with work in flight, then SIGKILL.
+    let step = total / (kills + 2);
     for round in 0..kills {
         let host = Host::spawn(moto.command(&args.iter().map(String::as_str).collect::<Vec<_>>()));
-        let delay = Duration::from_millis(rng.range(700, 2500));
-        tokio::time::sleep(delay).await;
+        let started = std::time::Instant::now();
+        let target = step * (round + 1) + rng.range(0, (step / 2).max(1) as u64) as usize;
+        let deadline = started + Duration::from_secs(120);
+        while common::object_count(&moto, &bucket).await < target {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: {target} objects not reached within 120 s"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.range(0, 300))).await;
+        let delay = started.elapsed();
         let output = host.kill9();
         assert!(
             output.status.code().is_none(),

@@ -50,9 +50,22 @@ async fn sigterm_under_load_exits_in_time_and_releases_at_once() {
     let rounds = 3 * scale;
     let mut exits = Vec::new();
     let mut released = 0;
+    // Signal moments follow progress, not the clock, so each lands mid-run
+    // however fast this machine is: round r waits until about (r+1)/(rounds+2)
+    // of the messages are stored (plus jitter), then 0-300 ms more.
+    let step = total / (rounds + 2);
     for round in 0..rounds {
         let host = Host::spawn(moto.command(&args.iter().map(String::as_str).collect::<Vec<_>>()));
-        tokio::time::sleep(Duration::from_millis(rng.range(1500, 3500))).await;
+        let target = step * (round + 1) + rng.range(0, (step / 2).max(1) as u64) as usize;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while common::object_count(&moto, &bucket).await < target {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: {target} objects not reached within 120 s"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.range(0, 300))).await;
         let in_flight_before: u64 = {
             let mut n = 0;
             for q in &queues {
