@@ -231,6 +231,12 @@ COLUMNS = ["side", "messages", "tenants", "concurrency", "wall_s", "msg_per_s", 
            "cpu_us_per_msg", "max_rss_mib", "drainer_cpu_pct", "moto_cpu_pct"]
 
 
+def ratio(value, reference):
+    """value / reference, or None when the reference is 0 (a tiny run can use
+    less CPU than /usr/bin/time's 10 ms resolution)."""
+    return round(value / reference, 2) if reference else None
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--experiment", action="append", choices=["compare", "host", "scale"])
@@ -275,8 +281,8 @@ def main():
                     })
                 bare = summary[1]
                 for s in summary:
-                    s["msg/s vs bare"] = round(s["median msg/s"] / bare["median msg/s"], 2)
-                    s["CPU/msg vs bare"] = round(s["median CPU µs/msg"] / bare["median CPU µs/msg"], 2)
+                    s["msg/s vs bare"] = ratio(s["median msg/s"], bare["median msg/s"])
+                    s["CPU/msg vs bare"] = ratio(s["median CPU µs/msg"], bare["median CPU µs/msg"])
                 table(f"compare, {tenants} tenant queue(s): medians and ratios (same runs)",
                       summary, list(summary[0].keys()))
         if "host" in experiments:
