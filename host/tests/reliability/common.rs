@@ -423,7 +423,16 @@ pub fn run_args(bucket: &str, queues: &[String], endpoint: &str, extra: &[&str])
 }
 
 /// Polls `check` every 200 ms until it holds; panics after `limit`.
-pub async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F)
+pub async fn wait_for<F, Fut>(what: &str, limit: Duration, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    wait_for_every(what, limit, Duration::from_millis(200), check).await;
+}
+
+/// Polls `check` every `poll` until it holds; panics after `limit`.
+pub async fn wait_for_every<F, Fut>(what: &str, limit: Duration, poll: Duration, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -434,8 +443,20 @@ where
             Instant::now() < deadline,
             "timed out after {limit:?} waiting for {what}"
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(poll).await;
     }
+}
+
+/// Waits (polling closely, so a signal can follow at once) until the bucket
+/// holds at least `target` objects.
+pub async fn wait_for_objects(moto: &Moto, bucket: &str, target: usize) {
+    wait_for_every(
+        &format!("{target} objects"),
+        Duration::from_secs(120),
+        Duration::from_millis(25),
+        || async { object_count(moto, bucket).await >= target },
+    )
+    .await;
 }
 
 /// Waits until every queue is empty and the bucket holds `expected` objects.

@@ -56,14 +56,7 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
         let host = Host::spawn(moto.command(&args.iter().map(String::as_str).collect::<Vec<_>>()));
         let started = std::time::Instant::now();
         let target = step * (round + 1) + rng.range(0, (step / 2).max(1) as u64) as usize;
-        let deadline = started + Duration::from_secs(120);
-        while common::object_count(&moto, &bucket).await < target {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "round {round}: {target} objects not reached within 120 s"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        common::wait_for_objects(&moto, &bucket, target).await;
         tokio::time::sleep(Duration::from_millis(rng.range(0, 300))).await;
         let delay = started.elapsed();
         let output = host.kill9();

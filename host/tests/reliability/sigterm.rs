@@ -57,14 +57,7 @@ async fn sigterm_under_load_exits_in_time_and_releases_at_once() {
     for round in 0..rounds {
         let host = Host::spawn(moto.command(&args.iter().map(String::as_str).collect::<Vec<_>>()));
         let target = step * (round + 1) + rng.range(0, (step / 2).max(1) as u64) as usize;
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while common::object_count(&moto, &bucket).await < target {
-            assert!(
-                Instant::now() < deadline,
-                "round {round}: {target} objects not reached within 120 s"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        common::wait_for_objects(&moto, &bucket, target).await;
         tokio::time::sleep(Duration::from_millis(rng.range(0, 300))).await;
         let in_flight_before: u64 = {
             let mut n = 0;
