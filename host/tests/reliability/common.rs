@@ -65,6 +65,22 @@ impl Rng {
     }
 }
 
+/// The usual starting point of a scenario: a versioned bucket, a standard
+/// (`acme`) and a FIFO (`globex`) tenant queue, and `per_queue` audit logs
+/// sent to each.
+pub async fn two_tenant_backlog(moto: &Moto, per_queue: usize) -> (String, Vec<String>, Sent) {
+    let bucket = versioned_bucket(moto).await;
+    let queues = vec![
+        queue(moto, "acme", false).await,
+        queue(moto, "globex", true).await,
+    ];
+    let mut sent = Sent::new();
+    for q in &queues {
+        send_logs(moto, q, per_queue, &mut sent).await;
+    }
+    (bucket, queues, sent)
+}
+
 /// Creates a bucket with versioning on, so an overwrite would leave a second
 /// version behind and be seen.
 pub async fn versioned_bucket(moto: &Moto) -> String {

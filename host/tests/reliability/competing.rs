@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{self, audit, counter, err, run_args, summary_of, Host, Sent};
+use crate::common::{self, audit, counter, err, run_args, summary_of, Host};
 use crate::support::Moto;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -12,15 +12,7 @@ async fn three_hosts_draining_the_same_queues_neither_lose_nor_duplicate() {
     let name = "three-hosts";
     let scale = common::scale();
     let moto = Moto::start().await;
-    let bucket = common::versioned_bucket(&moto).await;
-    let queues = vec![
-        common::queue(&moto, "acme", false).await,
-        common::queue(&moto, "globex", true).await,
-    ];
-    let mut sent = Sent::new();
-    for q in &queues {
-        common::send_logs(&moto, q, 150 * scale, &mut sent).await;
-    }
+    let (bucket, queues, sent) = common::two_tenant_backlog(&moto, 150 * scale).await;
     let total = sent.len();
     // The seed layout: same-second logs share a key, so competing hosts also
     // race for names (resolved by If-None-Match and the alternate key).

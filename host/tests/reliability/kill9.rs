@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::common::{self, audit, counter, err, run_args, summary_of, Host, Rng, Sent};
+use crate::common::{self, audit, counter, err, run_args, summary_of, Host, Rng};
 use crate::proxy::{Plan, Proxy};
 use crate::support::Moto;
 
@@ -22,15 +22,7 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
         latency: Duration::from_millis(15),
         ..Plan::default()
     });
-    let bucket = common::versioned_bucket(&moto).await;
-    let queues = vec![
-        common::queue(&moto, "acme", false).await,
-        common::queue(&moto, "globex", true).await,
-    ];
-    let mut sent = Sent::new();
-    for q in &queues {
-        common::send_logs(&moto, q, 150 * scale, &mut sent).await;
-    }
+    let (bucket, queues, sent) = common::two_tenant_backlog(&moto, 150 * scale).await;
     let total = sent.len();
     let args = run_args(
         &bucket,

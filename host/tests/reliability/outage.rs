@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::common::{self, audit, counter, err, run_args, summary_of, Host, Rng, Sent};
+use crate::common::{self, audit, counter, err, run_args, summary_of, Host, Rng};
 use crate::proxy::{Plan, Proxy, S3Mode};
 use crate::support::Moto;
 
@@ -21,15 +21,7 @@ async fn s3_outage_deletes_nothing_and_everything_is_stored_after_recovery() {
         latency: Duration::from_millis(10),
         ..Plan::default()
     });
-    let bucket = common::versioned_bucket(&moto).await;
-    let queues = vec![
-        common::queue(&moto, "acme", false).await,
-        common::queue(&moto, "globex", true).await,
-    ];
-    let mut sent = Sent::new();
-    for q in &queues {
-        common::send_logs(&moto, q, 100 * scale, &mut sent).await;
-    }
+    let (bucket, queues, sent) = common::two_tenant_backlog(&moto, 100 * scale).await;
     let total = sent.len();
     let args = run_args(
         &bucket,

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{self, audit, counter, err, run_args, summary_of, Host, Rng, Sent};
+use crate::common::{self, audit, counter, err, run_args, summary_of, Host, Rng};
 use crate::proxy::{Plan, Proxy};
 use crate::support::Moto;
 
@@ -23,15 +23,7 @@ async fn sigterm_under_load_exits_in_time_and_releases_at_once() {
         s3_503_permille: 100,
         ..Plan::default()
     });
-    let bucket = common::versioned_bucket(&moto).await;
-    let queues = vec![
-        common::queue(&moto, "acme", false).await,
-        common::queue(&moto, "globex", true).await,
-    ];
-    let mut sent = Sent::new();
-    for q in &queues {
-        common::send_logs(&moto, q, 150 * scale, &mut sent).await;
-    }
+    let (bucket, queues, sent) = common::two_tenant_backlog(&moto, 150 * scale).await;
     let total = sent.len();
     let visibility = 60u64;
     let args = run_args(

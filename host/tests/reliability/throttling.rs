@@ -7,7 +7,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::common::{self, audit, counter, err, run_args, summary_of, Host, Rng, Sent};
+use crate::common::{self, audit, counter, err, run_args, summary_of, Host, Rng};
 use crate::proxy::{Plan, Proxy};
 use crate::support::Moto;
 
@@ -19,15 +19,7 @@ async fn throttling_and_server_errors_store_everything_once() {
     let mut rng = Rng::new(name);
     let moto = Moto::start().await;
     let proxy = Proxy::start(&moto.endpoint, rng.next(), false).await;
-    let bucket = common::versioned_bucket(&moto).await;
-    let queues = vec![
-        common::queue(&moto, "acme", false).await,
-        common::queue(&moto, "globex", true).await,
-    ];
-    let mut sent = Sent::new();
-    for q in &queues {
-        common::send_logs(&moto, q, 150 * scale, &mut sent).await;
-    }
+    let (bucket, queues, sent) = common::two_tenant_backlog(&moto, 150 * scale).await;
     let total = sent.len();
     let plan = Plan {
         s3_503_permille: 150,
