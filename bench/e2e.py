@@ -279,7 +279,7 @@ def ratio(value, reference):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--experiment", action="append", choices=["compare", "host", "scale"])
+    parser.add_argument("--experiment", action="append", choices=["compare", "daemon", "host", "scale"])
     parser.add_argument("--messages", type=int, default=300)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=32)
