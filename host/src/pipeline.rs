@@ -367,6 +367,110 @@ impl<S: ArchiveStore, Q: MessageQueue> BatchRun<'_, S, Q> {
         }
     }
 
+    /// Deletes the settled messages (retrying transient failures within the
+    /// budget) and releases the ones a shutdown left unstored. Returns the
+    /// messages that could not be deleted.
+    async fn finish(
+        &self,
+        messages: &[ReceivedMessage],
+        settlements: &[Settlement],
+    ) -> Vec<(usize, QueueFailure)> {
+        let deletable: Vec<usize> = (0..messages.len())
+            .filter(|&i| settlements[i].deletable())
+            .collect();
+        let undeleted = self.delete_with_retry(messages, deletable).await;
+        for (index, failure) in &undeleted {
+            // Archived already: a redelivery will be recognised and deleted.
+            tracing::debug!(
+                message_id = %messages[*index].message_id, queue = %self.queue.name,
+                reason = %failure.detail, "delete failed after archiving"
+            );
+        }
+        self.counters
+            .delete_failures
+            .fetch_add(undeleted.len() as u64, Ordering::Relaxed);
+
+        let released: Vec<String> = messages
+            .iter()
+            .zip(settlements)
+            .filter(|(_, s)| matches!(s, Settlement::Released))
+            .map(|(m, _)| m.receipt_handle.clone())
+            .collect();
+        if !released.is_empty() {
+            let failures = self
+                .queue_client
+                .set_visibility(self.queue, &released, 0)
+                .await;
+            if let Some(failure) = failures.first() {
+                tracing::warn!(
+                    queue = %self.queue.name, failed = failures.len(), error = %failure.detail,
+                    "could not release some messages; they come back after their visibility timeout"
+                );
+            }
+            self.counters
+                .released
+                .fetch_add(released.len() as u64, Ordering::Relaxed);
+        }
+        undeleted
+    }
+
+    /// Deletes `pending` (batch indices), retrying transient failures with
+    /// backoff within the delete budget, unless the host is stopping.
+    async fn delete_with_retry(
+        &self,
+        messages: &[ReceivedMessage],
+        mut pending: Vec<usize>,
+    ) -> Vec<(usize, QueueFailure)> {
+        let mut undeleted = Vec::new();
+        let started = Instant::now();
+        let mut delay = self.settings.retry_initial;
+        while !pending.is_empty() {
+            let receipts: Vec<String> = pending
+                .iter()
+                .map(|&i| messages[i].receipt_handle.clone())
+                .collect();
+            let failures = self.queue_client.delete(self.queue, &receipts).await;
+            let deleted = (pending.len() - failures.len()) as u64;
+            self.counters.deleted.fetch_add(deleted, Ordering::Relaxed);
+            let mut retry = Vec::new();
+            for failure in failures {
+                let Some(&index) = pending
+                    .iter()
+                    .find(|&&i| messages[i].receipt_handle == failure.receipt)
+                else {
+                    continue;
+                };
+                if failure.kind.is_transient() {
+                    retry.push((index, failure));
+                } else {
+                    undeleted.push((index, failure));
+                }
+            }
+            let out_of_time = started.elapsed() + delay > self.settings.delete_retry_budget;
+            if retry.is_empty() || out_of_time || *self.shutdown.borrow() {
+                undeleted.extend(retry);
+                break;
+            }
+            self.counters
+                .delete_retries
+                .fetch_add(retry.len() as u64, Ordering::Relaxed);
+            tracing::warn!(
+                queue = %self.queue.name, messages = retry.len(), error = %retry[0].1.detail,
+                retry_in_ms = delay.as_millis() as u64, "deleting failed; retrying"
+            );
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(self.settings.retry_max);
+            pending = retry.into_iter().map(|(index, _)| index).collect();
+        }
+        undeleted.sort_by_key(|(index, _)| *index);
+        undeleted
+    }
+}
+
+/// The store step makes no queue call, so it needs no [`MessageQueue`]: a
+/// Lambda function returns the settlements and Lambda deletes; the API
+/// backfill has no queue at all.
+impl<S: ArchiveStore, Q> BatchRun<'_, S, Q> {
     /// Stores every message of the batch and says how each was settled,
     /// without deleting or releasing anything.
     pub async fn store(
@@ -574,105 +678,6 @@ impl<S: ArchiveStore, Q: MessageQueue> BatchRun<'_, S, Q> {
             metadata.push(("quarantine-reason", metadata_value(reason, 1024)));
         }
         metadata
-    }
-
-    /// Deletes the settled messages (retrying transient failures within the
-    /// budget) and releases the ones a shutdown left unstored. Returns the
-    /// messages that could not be deleted.
-    async fn finish(
-        &self,
-        messages: &[ReceivedMessage],
-        settlements: &[Settlement],
-    ) -> Vec<(usize, QueueFailure)> {
-        let deletable: Vec<usize> = (0..messages.len())
-            .filter(|&i| settlements[i].deletable())
-            .collect();
-        let undeleted = self.delete_with_retry(messages, deletable).await;
-        for (index, failure) in &undeleted {
-            // Archived already: a redelivery will be recognised and deleted.
-            tracing::debug!(
-                message_id = %messages[*index].message_id, queue = %self.queue.name,
-                reason = %failure.detail, "delete failed after archiving"
-            );
-        }
-        self.counters
-            .delete_failures
-            .fetch_add(undeleted.len() as u64, Ordering::Relaxed);
-
-        let released: Vec<String> = messages
-            .iter()
-            .zip(settlements)
-            .filter(|(_, s)| matches!(s, Settlement::Released))
-            .map(|(m, _)| m.receipt_handle.clone())
-            .collect();
-        if !released.is_empty() {
-            let failures = self
-                .queue_client
-                .set_visibility(self.queue, &released, 0)
-                .await;
-            if let Some(failure) = failures.first() {
-                tracing::warn!(
-                    queue = %self.queue.name, failed = failures.len(), error = %failure.detail,
-                    "could not release some messages; they come back after their visibility timeout"
-                );
-            }
-            self.counters
-                .released
-                .fetch_add(released.len() as u64, Ordering::Relaxed);
-        }
-        undeleted
-    }
-
-    /// Deletes `pending` (batch indices), retrying transient failures with
-    /// backoff within the delete budget, unless the host is stopping.
-    async fn delete_with_retry(
-        &self,
-        messages: &[ReceivedMessage],
-        mut pending: Vec<usize>,
-    ) -> Vec<(usize, QueueFailure)> {
-        let mut undeleted = Vec::new();
-        let started = Instant::now();
-        let mut delay = self.settings.retry_initial;
-        while !pending.is_empty() {
-            let receipts: Vec<String> = pending
-                .iter()
-                .map(|&i| messages[i].receipt_handle.clone())
-                .collect();
-            let failures = self.queue_client.delete(self.queue, &receipts).await;
-            let deleted = (pending.len() - failures.len()) as u64;
-            self.counters.deleted.fetch_add(deleted, Ordering::Relaxed);
-            let mut retry = Vec::new();
-            for failure in failures {
-                let Some(&index) = pending
-                    .iter()
-                    .find(|&&i| messages[i].receipt_handle == failure.receipt)
-                else {
-                    continue;
-                };
-                if failure.kind.is_transient() {
-                    retry.push((index, failure));
-                } else {
-                    undeleted.push((index, failure));
-                }
-            }
-            let out_of_time = started.elapsed() + delay > self.settings.delete_retry_budget;
-            if retry.is_empty() || out_of_time || *self.shutdown.borrow() {
-                undeleted.extend(retry);
-                break;
-            }
-            self.counters
-                .delete_retries
-                .fetch_add(retry.len() as u64, Ordering::Relaxed);
-            tracing::warn!(
-                queue = %self.queue.name, messages = retry.len(), error = %retry[0].1.detail,
-                retry_in_ms = delay.as_millis() as u64, "deleting failed; retrying"
-            );
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(self.settings.retry_max);
-            pending = retry.into_iter().map(|(index, _)| index).collect();
-        }
-        undeleted.sort_by_key(|(index, _)| *index);
-        undeleted
     }
 }
 
