@@ -18,6 +18,7 @@ pub mod permissions;
 pub mod pipeline;
 pub mod s3;
 pub mod sqs;
+pub mod worker;
 
 use tracing_subscriber::EnvFilter;
 

@@ -21,7 +21,9 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use audit_archiver_transform::{alternate_key, Placement};
 use tokio::sync::watch;

@@ -13,6 +13,7 @@ use aws_sdk_sqs::types::{
 use crate::aws::{classify, describe, is_denied, FailureKind};
 use crate::health::Depth;
 use crate::pipeline::{MessageQueue, QueueFailure, QueueRef, ReceivedMessage};
+use crate::worker::{MessageSource, ReceiveError};
 
 /// SQS limits a batch call to ten entries.
 pub const MAX_BATCH: usize = 10;
@@ -40,20 +41,6 @@ pub enum QueueError {
         /// What failed.
         detail: String,
     },
-}
-
-/// A failed receive (or depth read).
-#[derive(Debug, thiserror::Error)]
-#[error("{action} on {queue}: {detail}")]
-pub struct ReceiveError {
-    /// The call.
-    pub action: &'static str,
-    /// The queue name.
-    pub queue: String,
-    /// What failed.
-    pub detail: String,
-    /// Whether retrying may help, or a permission is missing.
-    pub kind: FailureKind,
 }
 
 impl SqsSource {
@@ -154,41 +141,12 @@ impl SqsSource {
             fifo,
         })
     }
+}
 
-    /// The queue's message counts (visible, in flight, delayed).
-    pub async fn depth(&self, queue: &QueueRef) -> Result<Depth, ReceiveError> {
-        let out = self
-            .client
-            .get_queue_attributes()
-            .queue_url(&queue.url)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
-            .send()
-            .await
-            .map_err(|error| ReceiveError {
-                action: "GetQueueAttributes",
-                queue: queue.name.clone(),
-                kind: classify(&error),
-                detail: describe(&error),
-            })?;
-        let attributes = out.attributes().cloned().unwrap_or_default();
-        let count = |name: QueueAttributeName| {
-            attributes
-                .get(&name)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        Ok(Depth {
-            visible: count(QueueAttributeName::ApproximateNumberOfMessages),
-            in_flight: count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
-            delayed: count(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
-        })
-    }
-
+impl MessageSource for SqsSource {
     /// One long poll: up to `max` messages, waiting up to `wait_secs`, hidden
     /// from other consumers for `visibility_secs`.
-    pub async fn receive(
+    async fn receive(
         &self,
         queue: &QueueRef,
         max: usize,
@@ -234,6 +192,37 @@ impl SqsSource {
                 })
             })
             .collect())
+    }
+
+    /// The queue's message counts (visible, in flight, delayed).
+    async fn depth(&self, queue: &QueueRef) -> Result<Depth, ReceiveError> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&queue.url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .map_err(|error| ReceiveError {
+                action: "GetQueueAttributes",
+                queue: queue.name.clone(),
+                kind: classify(&error),
+                detail: describe(&error),
+            })?;
+        let attributes = out.attributes().cloned().unwrap_or_default();
+        let count = |name: QueueAttributeName| {
+            attributes
+                .get(&name)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        Ok(Depth {
+            visible: count(QueueAttributeName::ApproximateNumberOfMessages),
+            in_flight: count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+            delayed: count(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
+        })
     }
 }
 
