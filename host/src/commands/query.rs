@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::verify::rfc3339;
 use super::{CommandError, Exit};
-use crate::archive_read::{ArchiveReader, FetchedObject, ReadError};
+use crate::archive_read::{ArchiveReader, FetchedObject, ListedObject, ReadError};
 use crate::config::{QueryConfig, QueryFormat, RecordFilters};
 
 /// The record fields the CSV and table outputs show, in order.
@@ -29,7 +29,10 @@ const COLUMNS: &[&str] = &[
 /// One matching record, ready to print.
 #[derive(Debug)]
 struct Row {
-    /// The record's own `timestamp` (epoch ms), else the archive time.
+    /// The record's own `timestamp` (epoch ms).
+    record_ms: Option<i64>,
+    /// What orders it: its `timestamp`, else the archive time, else when
+    /// the object was stored.
     time_ms: i64,
     archive_ms: Option<i64>,
     key: String,
@@ -127,28 +130,28 @@ pub async fn query(config: QueryConfig) -> Result<Exit, CommandError> {
             };
             // Only the layout's keys of the days asked for (`verify`
             // reports the others).
-            let keys: Vec<String> = page
+            let listed: Vec<ListedObject> = page
                 .into_iter()
-                .map(|object| object.key)
-                .filter(|key| {
+                .filter(|object| {
                     layout
-                        .shape(key, tenant)
+                        .shape(&object.key, tenant)
                         .is_some_and(|shape| shape.day.is_none_or(|day| days.contains(&day)))
                 })
                 .collect();
-            let fetched: Vec<(String, Result<FetchedObject, ReadError>)> = stream::iter(keys)
-                .map(|key| {
-                    let reader = &reader;
-                    async move {
-                        let object = reader.get(&key).await;
-                        (key, object)
-                    }
-                })
-                .buffer_unordered(config.read.concurrency)
-                .collect()
-                .await;
-            for (key, object) in fetched {
-                problems += collect_rows(&config, &key, object, &mut rows);
+            let fetched: Vec<(ListedObject, Result<FetchedObject, ReadError>)> =
+                stream::iter(listed)
+                    .map(|listed| {
+                        let reader = &reader;
+                        async move {
+                            let object = reader.get(&listed.key).await;
+                            (listed, object)
+                        }
+                    })
+                    .buffer_unordered(config.read.concurrency)
+                    .collect()
+                    .await;
+            for (listed, object) in fetched {
+                problems += collect_rows(&config, &listed, object, &mut rows);
             }
         }
         rows.sort_by(|a, b| (a.time_ms, &a.key, a.index).cmp(&(b.time_ms, &b.key, b.index)));
@@ -192,11 +195,12 @@ fn finish_output(error: std::io::Error) -> Result<Exit, CommandError> {
 /// record that is not a JSON object).
 fn collect_rows(
     config: &QueryConfig,
-    key: &str,
+    listed: &ListedObject,
     object: Result<FetchedObject, ReadError>,
     rows: &mut Vec<Row>,
 ) -> u64 {
     let bucket = &config.read.bucket;
+    let key = listed.key.as_str();
     let object = match object {
         Ok(object) => object,
         Err(error) => {
@@ -241,12 +245,13 @@ fn collect_rows(
         if !config.filters.matches(&record) {
             continue;
         }
-        let time_ms = record
-            .get("timestamp")
-            .and_then(Value::as_i64)
+        let record_ms = record.get("timestamp").and_then(Value::as_i64);
+        let time_ms = record_ms
             .or(archive_ms)
+            .or(listed.last_modified_ms)
             .unwrap_or(0);
         rows.push(Row {
+            record_ms,
             time_ms,
             archive_ms,
             key: key.to_string(),
@@ -279,7 +284,7 @@ fn write_row(
     row: &Row,
     offset: i16,
 ) -> std::io::Result<()> {
-    let time = rfc3339(row.time_ms, offset);
+    let time = row.record_ms.map(|ms| rfc3339(ms, offset));
     let archived_at = row.archive_ms.map(|ms| rfc3339(ms, offset));
     match format {
         QueryFormat::Ndjson => {
@@ -293,7 +298,7 @@ fn write_row(
             writeln!(out)
         }
         QueryFormat::Csv => {
-            let mut fields = vec![csv_field(&time)];
+            let mut fields = vec![csv_field(time.as_deref().unwrap_or(""))];
             fields.extend(COLUMNS.iter().map(|c| csv_field(&text(&row.record, c))));
             fields.push(csv_field(archived_at.as_deref().unwrap_or("")));
             fields.push(csv_field(&row.key));
@@ -304,7 +309,7 @@ fn write_row(
             writeln!(
                 out,
                 "{:<29}  {:<28}  {:<8}  {:<10}  {:<15}  {}: {}  {}",
-                time,
+                time.as_deref().unwrap_or("-"),
                 one_line(text(&row.record, "user")),
                 one_line(text(&row.record, "actionType")),
                 one_line(text(&row.record, "result")),

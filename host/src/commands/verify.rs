@@ -748,7 +748,7 @@ impl Report {
                 &day.tenant,
                 &day.day,
                 format!(
-                    "{:>8}  {:<12}  {:<12}",
+                    "{:>8}  {:<12}  {}",
                     day.objects,
                     time_of(&day.first),
                     time_of(&day.last)
@@ -773,8 +773,8 @@ impl Report {
         writeln!(out)?;
         writeln!(
             out,
-            "{:<width$}  {:<10}  {:>8}  {:<12}  {:<12}",
-            "TENANT", "DAY", "OBJECTS", "FIRST", "LAST"
+            "{:<width$}  {:<10}  {:>8}  {:<12}  LAST",
+            "TENANT", "DAY", "OBJECTS", "FIRST"
         )?;
         for (tenant, day, rest) in rows {
             writeln!(out, "{tenant:<width$}  {day:<10}  {rest}")?;
@@ -801,14 +801,7 @@ impl Report {
             writeln!(out, "\nFINDINGS ({})", self.findings.len())?;
             for f in &self.findings {
                 let kinds: Vec<&str> = f.kinds.iter().map(|k| k.as_str()).collect();
-                writeln!(
-                    out,
-                    "  {:<18} {}\n  {:<18} {}",
-                    kinds.join(","),
-                    f.key,
-                    "",
-                    f.detail
-                )?;
+                writeln!(out, "  {}  {}\n      {}", kinds.join(","), f.key, f.detail)?;
             }
         }
         writeln!(
