@@ -3,7 +3,8 @@
 # scripts/setup.sh), checks formatting and lints, builds the routing component
 # and the host, and runs every test — unit, property, fuzz, shared vectors,
 # end-to-end and reliability scenarios against a local moto S3/SQS server, the
-# component in Node.js and Python, a smoke run of the benchmarks, template lint.
+# component in Node.js and Python, a smoke run of the benchmarks, template lint,
+# the Prometheus alerting rules' unit tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS
@@ -34,5 +35,9 @@ scripts/test-runtimes.sh
 
 step "CloudFormation template lint (cfn-lint)"
 .venv/bin/cfn-lint deploy/cloudformation.yaml
+
+step "Prometheus alerting rules: check and unit tests (promtool)"
+promtool check rules deploy/prometheus-alerts.yaml
+(cd deploy && promtool test rules prometheus-alerts.test.yaml)
 
 step "done"

@@ -2,8 +2,11 @@
 //! the auditor's (`verify`, `query`), which only read.
 //!
 //! The IAM policies in the README and the host and auditor roles in
-//! `deploy/cloudformation.yaml` are checked against these lists by a test, so a
-//! new SDK call that needs a new permission fails CI until both are updated.
+//! `deploy/cloudformation.yaml` are checked against these lists by a test
+//! (`host/tests/deploy_policy.rs`), and the reliability suite
+//! (`host/tests/reliability/refused.rs`) drains queues with the keys of a user
+//! holding exactly the README's host policy while moto enforces IAM: a new call
+//! on that path needing a permission the policy lacks fails the test.
 
 /// SQS actions on the tenant queues. `DeleteMessageBatch` and
 /// `ChangeMessageVisibilityBatch` are authorised by the single-message actions.
