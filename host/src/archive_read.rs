@@ -26,6 +26,17 @@ pub struct ReadError {
     pub status: Option<u16>,
 }
 
+impl ReadError {
+    /// The IAM action that authorises the failed call.
+    pub fn permission(&self) -> &'static str {
+        match self.action {
+            "ListObjectVersions" => "s3:ListBucketVersions",
+            "ListObjectsV2" => "s3:ListBucket",
+            _ => "s3:GetObject",
+        }
+    }
+}
+
 /// The archive bucket, read-only.
 #[derive(Debug, Clone)]
 pub struct ArchiveReader {

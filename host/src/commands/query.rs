@@ -10,7 +10,7 @@ use std::io::Write;
 use futures::stream::{self, StreamExt};
 use serde_json::Value;
 
-use super::verify::rfc3339;
+use super::verify::{rfc3339, unreadable};
 use super::{CommandError, Exit};
 use crate::archive_read::{ArchiveReader, FetchedObject, ListedObject, ReadError};
 use crate::config::{QueryConfig, QueryFormat, RecordFilters};
@@ -93,7 +93,7 @@ pub async fn query(config: QueryConfig) -> Result<Exit, CommandError> {
     let exists = reader
         .has_prefix(&format!("{tenant}/"))
         .await
-        .map_err(|e| startup(format!("cannot read the bucket: {e}")))?;
+        .map_err(|e| unreadable(&e))?;
     if !exists {
         return Err(startup(format!(
             "unknown --tenant {tenant:?}: s3://{}/ has no {tenant}/ prefix (run `audit-archiver verify --bucket {}` to list its tenants)",
@@ -126,7 +126,7 @@ pub async fn query(config: QueryConfig) -> Result<Exit, CommandError> {
             let page = match pages.next_page().await {
                 Ok(Some(page)) => page,
                 Ok(None) => break,
-                Err(error) => return Err(listing_failed(&error)),
+                Err(error) => return Err(unreadable(&error)),
             };
             // Only the layout's keys of the days asked for (`verify`
             // reports the others).
@@ -169,14 +169,6 @@ pub async fn query(config: QueryConfig) -> Result<Exit, CommandError> {
         return Ok(Exit::Failure);
     }
     Ok(Exit::Success)
-}
-
-fn listing_failed(error: &ReadError) -> CommandError {
-    let hint = match error.status {
-        Some(403) => " (access denied: see the auditor policy in the README)",
-        _ => "",
-    };
-    CommandError::Startup(format!("cannot read the bucket: {error}{hint}"))
 }
 
 /// A closed stdout (`| head`) ends the output quietly; other errors fail.

@@ -320,10 +320,13 @@ pub async fn verify(config: VerifyConfig) -> Result<Exit, CommandError> {
 }
 
 /// A listing failed: the bucket cannot be read (exit 2).
-fn unreadable(error: &ReadError) -> CommandError {
+pub(super) fn unreadable(error: &ReadError) -> CommandError {
     let hint = match error.status {
-        Some(403) => " (access denied: see the auditor policy in the README)",
-        _ => "",
+        Some(403) => format!(
+            " (it needs {}: see the auditor policy in the README)",
+            error.permission()
+        ),
+        _ => String::new(),
     };
     CommandError::Startup(format!("cannot read the bucket: {error}{hint}"))
 }
