@@ -28,6 +28,7 @@ cargo test --release --workspace --no-fail-fast
 step "benchmarks build and run one tiny iteration (not timed: numbers are in BENCHMARKS.md)"
 cargo bench -p audit-archiver --bench component --quiet -- --test
 bench/e2e.sh --quick
+bench/readback.sh --quick
 
 step "the same component in Node.js (jco) and Python (wasmtime-py), compared with the host"
 scripts/test-runtimes.sh

@@ -16,6 +16,12 @@ use crate::engine::SandboxLimits;
 use crate::pipeline::PipelineSettings;
 use crate::s3::ObjectOptions;
 
+mod read;
+pub use read::{
+    QueryArgs, QueryConfig, QueryFormat, ReadArgs, ReadConfig, RecordFilters, TimeRange,
+    VerifyArgs, VerifyConfig, VerifyFormat,
+};
+
 /// An invalid setting: exit code 2, with a message naming the setting and the fix.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -48,6 +54,18 @@ pub enum Command {
     ///
     /// Example: audit-archiver route --event event.json --key-template seed
     Route(RouteArgs),
+    /// Check that the archive is whole and untouched: every object where its
+    /// metadata says it belongs, its body matching its SHA-256 checksum, one
+    /// version, no delete marker; report counts per tenant and day. Exit 0
+    /// clean, 1 findings, 2 invalid settings or an unreadable bucket.
+    ///
+    /// Example: audit-archiver verify --bucket acme-audit-archive --from 2025-06-01 --to 2025-06-30
+    Verify(Box<VerifyArgs>),
+    /// Print the archived audit records of a tenant and time range that
+    /// match the filters, in time order, with each record's object key.
+    ///
+    /// Example: audit-archiver query --bucket acme-audit-archive --tenant acme --from 2025-03-01 --to 2025-03-31 --action-type UPDATE
+    Query(Box<QueryArgs>),
 }
 
 /// Options shared by `run` and `route`.
@@ -596,17 +614,7 @@ impl RunArgs {
             .quarantine_prefix
             .or(file.quarantine_prefix.clone())
             .unwrap_or_else(|| "_quarantine/".into());
-        if quarantine_prefix.is_empty()
-            || quarantine_prefix.starts_with('/')
-            || !quarantine_prefix.ends_with('/')
-            || quarantine_prefix.split('/').any(|s| s == "." || s == "..")
-            || quarantine_prefix.chars().any(char::is_control)
-        {
-            return Err(bad(format!(
-                "invalid --quarantine-prefix {quarantine_prefix:?}: it must end with `/`, not start with `/`, \
-                 and have no `.` or `..` segment, e.g. _quarantine/"
-            )));
-        }
+        check_quarantine_prefix(&quarantine_prefix)?;
         let visibility_timeout_secs = self
             .visibility_timeout_secs
             .or(file.visibility_timeout_secs)
@@ -643,11 +651,7 @@ impl RunArgs {
             .expected_bucket_owner
             .or(file.expected_bucket_owner.clone());
         if let Some(owner) = &expected_bucket_owner {
-            if owner.len() != 12 || !owner.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(bad(format!(
-                    "invalid --expected-bucket-owner {owner:?}: use a 12-digit AWS account ID"
-                )));
-            }
+            check_account_id(owner)?;
         }
         let storage_class = self.storage_class.or(file.storage_class.clone());
         if let Some(class) = &storage_class {
@@ -687,11 +691,7 @@ impl RunArgs {
         }
         let endpoint_url = self.endpoint_url.or(file.endpoint_url.clone());
         if let Some(url) = &endpoint_url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(bad(format!(
-                    "invalid --endpoint-url {url:?}: expected http:// or https://, e.g. http://127.0.0.1:5000"
-                )));
-            }
+            check_endpoint_url(url)?;
         }
         let stats = self
             .stats_interval_secs
@@ -727,6 +727,40 @@ impl RunArgs {
     }
 }
 
+/// A quarantine prefix cannot escape into the tenants' keys.
+fn check_quarantine_prefix(prefix: &str) -> Result<(), ConfigError> {
+    if prefix.is_empty()
+        || prefix.starts_with('/')
+        || !prefix.ends_with('/')
+        || prefix.split('/').any(|s| s == "." || s == "..")
+        || prefix.chars().any(char::is_control)
+    {
+        return Err(bad(format!(
+            "invalid --quarantine-prefix {prefix:?}: it must end with `/`, not start with `/`, \
+             and have no `.` or `..` segment, e.g. _quarantine/"
+        )));
+    }
+    Ok(())
+}
+
+fn check_account_id(owner: &str) -> Result<(), ConfigError> {
+    if owner.len() != 12 || !owner.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad(format!(
+            "invalid --expected-bucket-owner {owner:?}: use a 12-digit AWS account ID"
+        )));
+    }
+    Ok(())
+}
+
+fn check_endpoint_url(url: &str) -> Result<(), ConfigError> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(bad(format!(
+            "invalid --endpoint-url {url:?}: expected http:// or https://, e.g. http://127.0.0.1:5000"
+        )));
+    }
+    Ok(())
+}
+
 /// S3's bucket naming rules, so a typo fails before any request.
 fn check_bucket_name(bucket: &str) -> Result<(), ConfigError> {
     let valid = (3..=63).contains(&bucket.len())
@@ -753,7 +787,7 @@ mod tests {
         argv.extend_from_slice(args);
         match Cli::try_parse_from(argv).expect("flags parse").command {
             Command::Run(run) => run.validate(),
-            Command::Route(_) => unreachable!(),
+            _ => unreachable!(),
         }
     }
 

@@ -7,6 +7,8 @@
 //! outcome to an exit code.
 #![deny(missing_docs)]
 
+pub mod archive_layout;
+pub mod archive_read;
 pub mod aws;
 pub mod commands;
 pub mod config;

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use audit_archiver::commands::{self, CommandError};
-use audit_archiver::config::{Cli, Command};
+use audit_archiver::config::{self, Cli, Command};
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -25,6 +25,24 @@ fn main() -> ExitCode {
                 tokio::runtime::Runtime::new()
                     .map_err(|e| CommandError::Runtime(e.into()))?
                     .block_on(commands::run::run(config))
+            }),
+        Command::Verify(args) => args
+            .validate()
+            .map_err(|e| CommandError::Startup(e.to_string()))
+            .and_then(|config| {
+                audit_archiver::init_logging(config::LogFormat::Text);
+                tokio::runtime::Runtime::new()
+                    .map_err(|e| CommandError::Runtime(e.into()))?
+                    .block_on(commands::verify::verify(config))
+            }),
+        Command::Query(args) => args
+            .validate()
+            .map_err(|e| CommandError::Startup(e.to_string()))
+            .and_then(|config| {
+                audit_archiver::init_logging(config::LogFormat::Text);
+                tokio::runtime::Runtime::new()
+                    .map_err(|e| CommandError::Runtime(e.into()))?
+                    .block_on(commands::query::query(config))
             }),
     };
     let exit = outcome.unwrap_or_else(|error| {

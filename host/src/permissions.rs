@@ -1,11 +1,12 @@
-//! The AWS actions the host calls, in one place.
+//! The AWS actions the host calls, in one place: the archiver's (`run`) and
+//! the auditor's (`verify`, `query`), which only read.
 //!
-//! The IAM policy in the README and the host role in
+//! The IAM policies in the README and the host and auditor roles in
 //! `deploy/cloudformation.yaml` are checked against these lists by a test
 //! (`host/tests/deploy_policy.rs`), and the reliability suite
 //! (`host/tests/reliability/refused.rs`) drains queues with the keys of a user
-//! holding exactly the README's policy while moto enforces IAM: a new call on
-//! that path needing a permission the policy lacks fails the test.
+//! holding exactly the README's host policy while moto enforces IAM: a new call
+//! on that path needing a permission the policy lacks fails the test.
 
 /// SQS actions on the tenant queues. `DeleteMessageBatch` and
 /// `ChangeMessageVisibilityBatch` are authorised by the single-message actions.
@@ -34,7 +35,7 @@ pub const S3_OBJECT_LOCK_ACTIONS: &[&str] = &["s3:PutObjectRetention"];
 /// KMS-encrypted queues).
 pub const KMS_ACTIONS: &[&str] = &["kms:Decrypt", "kms:GenerateDataKey"];
 
-/// Every action the host may call, sorted.
+/// Every action `run` (the archiver) may call, sorted: the host's policy.
 pub fn all_actions() -> Vec<&'static str> {
     let mut all: Vec<&'static str> = [
         SQS_QUEUE_ACTIONS,
@@ -43,6 +44,42 @@ pub fn all_actions() -> Vec<&'static str> {
         S3_OBJECT_ACTIONS,
         S3_OBJECT_LOCK_ACTIONS,
         KMS_ACTIONS,
+    ]
+    .concat();
+    all.sort_unstable();
+    all
+}
+
+/// S3 actions of the read commands on the bucket: `HeadBucket` and
+/// `ListObjectsV2` (`s3:ListBucket`), `ListObjectVersions`
+/// (`s3:ListBucketVersions`), and `GetObjectLockConfiguration` to know whether
+/// every object must have a retention.
+pub const AUDITOR_BUCKET_ACTIONS: &[&str] = &[
+    "s3:GetBucketObjectLockConfiguration",
+    "s3:ListBucket",
+    "s3:ListBucketVersions",
+];
+
+/// S3 actions of the read commands on the objects: `GetObject` and
+/// `HeadObject` (`s3:GetObject`); `s3:GetObjectRetention` makes `GetObject`
+/// return the retention; `s3:GetObjectVersion` lets the auditor read the
+/// earlier versions `verify` reports (`aws s3api get-object --version-id`).
+/// Nothing that writes or deletes.
+pub const AUDITOR_OBJECT_ACTIONS: &[&str] = &[
+    "s3:GetObject",
+    "s3:GetObjectRetention",
+    "s3:GetObjectVersion",
+];
+
+/// KMS actions the read commands need only when the bucket uses SSE-KMS.
+pub const AUDITOR_KMS_ACTIONS: &[&str] = &["kms:Decrypt"];
+
+/// Every action the read commands may call, sorted: the auditor's policy.
+pub fn auditor_actions() -> Vec<&'static str> {
+    let mut all: Vec<&'static str> = [
+        AUDITOR_BUCKET_ACTIONS,
+        AUDITOR_OBJECT_ACTIONS,
+        AUDITOR_KMS_ACTIONS,
     ]
     .concat();
     all.sort_unstable();

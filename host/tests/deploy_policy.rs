@@ -8,6 +8,10 @@
 //!   is read as text: CloudFormation tags such as `!Sub` are not plain YAML);
 //! - `README.md`: the fenced ```` ```json ```` block right after the line that
 //!   contains `<!-- host-iam-policy -->`; every `Action` string in it.
+//!
+//! `permissions::auditor_actions()` (the read-only `verify` and `query`) is
+//! checked the same way against the auditor role (`# auditor-actions-begin` /
+//! `# auditor-actions-end`) and the block after `<!-- auditor-iam-policy -->`.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -19,6 +23,9 @@ const README: &str = "README.md";
 const BEGIN: &str = "# host-actions-begin";
 const END: &str = "# host-actions-end";
 const README_MARKER: &str = "<!-- host-iam-policy -->";
+const AUDITOR_BEGIN: &str = "# auditor-actions-begin";
+const AUDITOR_END: &str = "# auditor-actions-end";
+const AUDITOR_README_MARKER: &str = "<!-- auditor-iam-policy -->";
 
 /// Reads a file from the repository root (the parent of this crate).
 fn read_repo_file(relative: &str) -> String {
@@ -30,10 +37,12 @@ fn read_repo_file(relative: &str) -> String {
 
 /// Asserts that `found` is exactly the set of actions the code calls.
 fn assert_matches_code(what: &str, found: &BTreeSet<String>) {
-    let expected: BTreeSet<String> = permissions::all_actions()
-        .into_iter()
-        .map(String::from)
-        .collect();
+    assert_matches(what, found, permissions::all_actions());
+}
+
+/// Asserts that `found` is exactly `actions`.
+fn assert_matches(what: &str, found: &BTreeSet<String>, actions: Vec<&str>) {
+    let expected: BTreeSet<String> = actions.into_iter().map(String::from).collect();
     let missing: Vec<&String> = expected.difference(found).collect();
     let extra: Vec<&String> = found.difference(&expected).collect();
     assert!(
@@ -66,25 +75,30 @@ fn is_action(token: &str) -> bool {
 /// (`Action:`) and pseudo parameters (`AWS::NoValue`) are not tokens of that
 /// shape, so they are ignored too.
 fn template_host_actions(template: &str) -> BTreeSet<String> {
+    template_actions(template, BEGIN, END)
+}
+
+/// Every `service:Action` token between the `begin`/`end` marker lines.
+fn template_actions(template: &str, begin: &str, end: &str) -> BTreeSet<String> {
     let mut actions = BTreeSet::new();
     let mut inside = false;
     let mut regions = 0;
     for (number, line) in template.lines().enumerate() {
         let number = number + 1;
         let trimmed = line.trim_start();
-        if trimmed.starts_with(BEGIN) {
+        if trimmed.starts_with(begin) {
             assert!(
                 !inside,
-                "{TEMPLATE}:{number}: `{BEGIN}` inside another host-actions region"
+                "{TEMPLATE}:{number}: `{begin}` inside another host-actions region"
             );
             inside = true;
             regions += 1;
             continue;
         }
-        if trimmed.starts_with(END) {
+        if trimmed.starts_with(end) {
             assert!(
                 inside,
-                "{TEMPLATE}:{number}: `{END}` without a `{BEGIN}` before it"
+                "{TEMPLATE}:{number}: `{end}` without a `{begin}` before it"
             );
             inside = false;
             continue;
@@ -104,31 +118,36 @@ fn template_host_actions(template: &str) -> BTreeSet<String> {
             .split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, ':' | '*' | '-' | '_')));
         actions.extend(tokens.filter(|t| is_action(t)).map(String::from));
     }
-    assert!(!inside, "{TEMPLATE}: `{BEGIN}` without a `{END}` after it");
+    assert!(!inside, "{TEMPLATE}: `{begin}` without a `{end}` after it");
     assert!(
         regions > 0,
-        "{TEMPLATE} has no `{BEGIN}` / `{END}` lines around the host role's actions"
+        "{TEMPLATE} has no `{begin}` / `{end}` lines around a role's actions"
     );
     actions
 }
 
 /// The ```json block that follows the marker line in the README.
 fn readme_policy_json(readme: &str) -> String {
+    readme_block_after(readme, README_MARKER)
+}
+
+/// The ```json block that follows the line holding `marker`.
+fn readme_block_after(readme: &str, marker: &str) -> String {
     let mut lines = readme.lines();
     lines
         .by_ref()
-        .find(|line| line.contains(README_MARKER))
+        .find(|line| line.contains(marker))
         .unwrap_or_else(|| {
             panic!(
-                "{README} has no `{README_MARKER}` line: put it right before the ```json block \
-                 that holds the host's least-privilege IAM policy"
+                "{README} has no `{marker}` line: put it right before the ```json block \
+                 that holds the least-privilege IAM policy"
             )
         });
     let fence = lines.by_ref().find(|line| !line.trim().is_empty());
     assert_eq!(
         fence.map(str::trim),
         Some("```json"),
-        "{README}: the line after `{README_MARKER}` must open a ```json block"
+        "{README}: the line after `{marker}` must open a ```json block"
     );
     let mut json = String::new();
     for line in lines {
@@ -138,7 +157,7 @@ fn readme_policy_json(readme: &str) -> String {
         json.push_str(line);
         json.push('\n');
     }
-    panic!("{README}: the ```json block after `{README_MARKER}` is not closed")
+    panic!("{README}: the ```json block after `{marker}` is not closed")
 }
 
 /// Every string under an `Action` key, at any depth (a string or a list).
@@ -212,4 +231,39 @@ Statement:
 ";
     let found: Vec<String> = template_host_actions(text).into_iter().collect();
     assert_eq!(found, ["kms:Decrypt", "s3:GetObject", "s3:PutObject"]);
+}
+
+#[test]
+fn cloudformation_auditor_role_grants_exactly_the_read_actions() {
+    let template = read_repo_file(TEMPLATE);
+    let actions = template_actions(&template, AUDITOR_BEGIN, AUDITOR_END);
+    assert_matches(
+        &format!("the auditor role in {TEMPLATE}"),
+        &actions,
+        permissions::auditor_actions(),
+    );
+}
+
+#[test]
+fn readme_auditor_policy_grants_exactly_the_read_actions() {
+    let readme = read_repo_file(README);
+    let json = readme_block_after(&readme, AUDITOR_README_MARKER);
+    let policy: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|e| {
+        panic!("{README}: the ```json block after `{AUDITOR_README_MARKER}` is not valid JSON: {e}")
+    });
+    let mut actions = BTreeSet::new();
+    collect_actions(&policy, &mut actions);
+    assert_matches(
+        &format!("the auditor policy in {README}"),
+        &actions,
+        permissions::auditor_actions(),
+    );
+    // Read-only: nothing that writes, deletes or changes a setting.
+    for action in &actions {
+        let name = action.split_once(':').map_or("", |(_, a)| a);
+        assert!(
+            name.starts_with("Get") || name.starts_with("List") || action == "kms:Decrypt",
+            "{action} is not a read"
+        );
+    }
 }

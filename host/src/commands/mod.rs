@@ -1,7 +1,9 @@
 //! The subcommands, each one function from validated settings to an outcome.
 
+pub mod query;
 pub mod route;
 pub mod run;
+pub mod verify;
 
 /// How a command ended, as a process exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
