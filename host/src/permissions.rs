@@ -2,7 +2,8 @@
 //!
 //! The IAM policy in the README and the host role in
 //! `deploy/cloudformation.yaml` are checked against these lists by a test, so a
-//! new SDK call that needs a new permission fails CI until both are updated.
+//! new SDK call that needs a new permission fails CI until both are updated;
+//! so is the Lambda function's role against [`lambda_actions`].
 
 /// SQS actions on the tenant queues. `DeleteMessageBatch` and
 /// `ChangeMessageVisibilityBatch` are authorised by the single-message actions.
@@ -36,6 +37,36 @@ pub fn all_actions() -> Vec<&'static str> {
     let mut all: Vec<&'static str> = [
         SQS_QUEUE_ACTIONS,
         SQS_DISCOVERY_ACTIONS,
+        S3_BUCKET_ACTIONS,
+        S3_OBJECT_ACTIONS,
+        S3_OBJECT_LOCK_ACTIONS,
+        KMS_ACTIONS,
+    ]
+    .concat();
+    all.sort_unstable();
+    all
+}
+
+/// SQS actions on the tenant queues that Lambda's event source mapping
+/// performs with the function's role (the function itself calls no SQS API).
+pub const LAMBDA_SQS_ACTIONS: &[&str] = &[
+    "sqs:ChangeMessageVisibility",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+    "sqs:ReceiveMessage",
+];
+
+/// CloudWatch Logs actions Lambda uses to write the function's log stream
+/// (the log group is created by the template, not by the function).
+pub const LAMBDA_LOG_ACTIONS: &[&str] = &["logs:CreateLogStream", "logs:PutLogEvents"];
+
+/// Every action the Lambda function's role needs, sorted: the event source
+/// mapping's, the log's, and the same S3 (and optional Object Lock and KMS)
+/// actions as the host.
+pub fn lambda_actions() -> Vec<&'static str> {
+    let mut all: Vec<&'static str> = [
+        LAMBDA_SQS_ACTIONS,
+        LAMBDA_LOG_ACTIONS,
         S3_BUCKET_ACTIONS,
         S3_OBJECT_ACTIONS,
         S3_OBJECT_LOCK_ACTIONS,

@@ -303,6 +303,23 @@ impl<S: ArchiveStore, Q: MessageQueue> BatchRun<'_, S, Q> {
         messages: &[ReceivedMessage],
         routes: Vec<Result<Placement, RouteFailure>>,
     ) -> Vec<Settlement> {
+        let settlements = self.store_all(messages, routes).await;
+        self.finish(messages, &settlements).await;
+        settlements
+    }
+}
+
+/// The store step alone makes no queue call, so it needs no [`MessageQueue`]:
+/// an AWS Lambda function returns the settlements and Lambda deletes.
+impl<S: ArchiveStore, Q> BatchRun<'_, S, Q> {
+    /// Stores every message of the batch (routed already, one result per
+    /// message, in order) under the delivery rules, and returns each message's
+    /// settlement. Deletes and releases nothing: that is [`BatchRun::settle`].
+    pub async fn store_all(
+        &self,
+        messages: &[ReceivedMessage],
+        routes: Vec<Result<Placement, RouteFailure>>,
+    ) -> Vec<Settlement> {
         assert_eq!(messages.len(), routes.len(), "one route per message");
         let settled: Vec<Mutex<Option<Settlement>>> =
             messages.iter().map(|_| Mutex::new(None)).collect();
@@ -349,12 +366,10 @@ impl<S: ArchiveStore, Q: MessageQueue> BatchRun<'_, S, Q> {
         });
         futures::future::join_all(lanes).await;
 
-        let settlements: Vec<Settlement> = settled
+        settled
             .into_iter()
             .map(|cell| cell.into_inner().unwrap().expect("every message settled"))
-            .collect();
-        self.finish(messages, &settlements).await;
-        settlements
+            .collect()
     }
 
     async fn settle_one(
@@ -500,7 +515,9 @@ impl<S: ArchiveStore, Q: MessageQueue> BatchRun<'_, S, Q> {
         }
         metadata
     }
+}
 
+impl<S: ArchiveStore, Q: MessageQueue> BatchRun<'_, S, Q> {
     async fn finish(&self, messages: &[ReceivedMessage], settlements: &[Settlement]) {
         let receipts = |wanted: fn(&Settlement) -> bool| -> Vec<String> {
             messages
@@ -935,6 +952,32 @@ mod tests {
         let mut deleted = sqs.deleted.lock().unwrap().clone();
         deleted.sort();
         assert_eq!(deleted, ["receipt-a1", "receipt-b1"]);
+    }
+
+    #[tokio::test]
+    async fn the_store_step_alone_settles_without_any_queue_call() {
+        let store = MemoryStore::default();
+        let counters = Counters::default();
+        let (_tx, shutdown) = watch::channel(false);
+        let (queue, settings) = (queue(true), PipelineSettings::default());
+        let run = BatchRun {
+            store: &store,
+            queue_client: &(),
+            queue: &queue,
+            settings: &settings,
+            counters: &counters,
+            shutdown,
+        };
+        let messages = [message("a1", Some("a")), message("a2", Some("a"))];
+        let routes = vec![
+            Err(RouteFailure::Trapped("limit".into())),
+            placed("acme/a2.json"),
+        ];
+        let settled = run.store_all(&messages, routes).await;
+        assert!(matches!(settled[0], Settlement::Kept(_)));
+        assert_eq!(settled[1], Settlement::Released, "a2 must not overtake a1");
+        assert!(store.objects.lock().unwrap().is_empty());
+        assert_eq!(counters.snapshot().released, 0, "releasing is the caller's");
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! The host's IAM permissions, as written for people, match the code.
+//! The host's IAM permissions, as written for people, match the code; so do
+//! the Lambda function role's (`# lambda-actions-begin` / `# lambda-actions-end`
+//! in the template, against `permissions::lambda_actions()`).
 //!
 //! `audit_archiver::permissions::all_actions()` lists every AWS action the host
 //! calls. Two documents grant those actions and must list exactly the same set:
@@ -18,6 +20,8 @@ const TEMPLATE: &str = "deploy/cloudformation.yaml";
 const README: &str = "README.md";
 const BEGIN: &str = "# host-actions-begin";
 const END: &str = "# host-actions-end";
+const LAMBDA_BEGIN: &str = "# lambda-actions-begin";
+const LAMBDA_END: &str = "# lambda-actions-end";
 const README_MARKER: &str = "<!-- host-iam-policy -->";
 
 /// Reads a file from the repository root (the parent of this crate).
@@ -30,10 +34,12 @@ fn read_repo_file(relative: &str) -> String {
 
 /// Asserts that `found` is exactly the set of actions the code calls.
 fn assert_matches_code(what: &str, found: &BTreeSet<String>) {
-    let expected: BTreeSet<String> = permissions::all_actions()
-        .into_iter()
-        .map(String::from)
-        .collect();
+    assert_matches(what, found, permissions::all_actions());
+}
+
+/// Asserts that `found` is exactly `expected`.
+fn assert_matches(what: &str, found: &BTreeSet<String>, expected: Vec<&str>) {
+    let expected: BTreeSet<String> = expected.into_iter().map(String::from).collect();
     let missing: Vec<&String> = expected.difference(found).collect();
     let extra: Vec<&String> = found.difference(&expected).collect();
     assert!(
@@ -66,25 +72,30 @@ fn is_action(token: &str) -> bool {
 /// (`Action:`) and pseudo parameters (`AWS::NoValue`) are not tokens of that
 /// shape, so they are ignored too.
 fn template_host_actions(template: &str) -> BTreeSet<String> {
+    template_actions(template, BEGIN, END)
+}
+
+/// Every `service:Action` token between the `begin`/`end` marker lines.
+fn template_actions(template: &str, begin: &str, end: &str) -> BTreeSet<String> {
     let mut actions = BTreeSet::new();
     let mut inside = false;
     let mut regions = 0;
     for (number, line) in template.lines().enumerate() {
         let number = number + 1;
         let trimmed = line.trim_start();
-        if trimmed.starts_with(BEGIN) {
+        if trimmed.starts_with(begin) {
             assert!(
                 !inside,
-                "{TEMPLATE}:{number}: `{BEGIN}` inside another host-actions region"
+                "{TEMPLATE}:{number}: `{begin}` inside another such region"
             );
             inside = true;
             regions += 1;
             continue;
         }
-        if trimmed.starts_with(END) {
+        if trimmed.starts_with(end) {
             assert!(
                 inside,
-                "{TEMPLATE}:{number}: `{END}` without a `{BEGIN}` before it"
+                "{TEMPLATE}:{number}: `{end}` without a `{begin}` before it"
             );
             inside = false;
             continue;
@@ -104,10 +115,10 @@ fn template_host_actions(template: &str) -> BTreeSet<String> {
             .split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, ':' | '*' | '-' | '_')));
         actions.extend(tokens.filter(|t| is_action(t)).map(String::from));
     }
-    assert!(!inside, "{TEMPLATE}: `{BEGIN}` without a `{END}` after it");
+    assert!(!inside, "{TEMPLATE}: `{begin}` without a `{end}` after it");
     assert!(
         regions > 0,
-        "{TEMPLATE} has no `{BEGIN}` / `{END}` lines around the host role's actions"
+        "{TEMPLATE} has no `{begin}` / `{end}` lines around a role's actions"
     );
     actions
 }
@@ -180,6 +191,17 @@ fn cloudformation_host_role_grants_exactly_the_code_actions() {
     let template = read_repo_file(TEMPLATE);
     let actions = template_host_actions(&template);
     assert_matches_code(&format!("the host role in {TEMPLATE}"), &actions);
+}
+
+#[test]
+fn cloudformation_lambda_role_grants_exactly_the_code_actions() {
+    let template = read_repo_file(TEMPLATE);
+    let actions = template_actions(&template, LAMBDA_BEGIN, LAMBDA_END);
+    assert_matches(
+        &format!("the Lambda function role in {TEMPLATE}"),
+        &actions,
+        permissions::lambda_actions(),
+    );
 }
 
 #[test]
