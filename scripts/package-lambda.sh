@@ -11,28 +11,34 @@
 #
 #   scripts/package-lambda.sh            # x86_64 (this machine's architecture)
 #   scripts/package-lambda.sh --arm64    # arm64 (Graviton), cross-built; see README
+#   scripts/package-lambda.sh --no-build # package target/release/audit-archiver as built
+#                                        # (scripts/test.sh, after its own build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 arch=x86_64
 target=""
-if [[ "${1:-}" == "--arm64" ]]; then
-    arch=arm64
-    target=aarch64-unknown-linux-gnu
-fi
+build=1
+for option in "$@"; do
+    case "$option" in
+        --arm64) arch=arm64; target=aarch64-unknown-linux-gnu ;;
+        --no-build) build=0 ;;
+        *) echo "usage: $0 [--arm64] [--no-build]" >&2; exit 2 ;;
+    esac
+done
 max_glibc=2.34
 out=target/lambda/$arch
 zip_path=target/lambda/audit-archiver-lambda-$arch.zip
 
 if [[ -z "$target" ]]; then
-    cargo build --release -p audit-archiver --bin audit-archiver
+    [[ $build == 0 ]] || cargo build --release -p audit-archiver --bin audit-archiver
     binary=target/release/audit-archiver
     objdump=objdump
     strip=strip
 else
     # Needs: rustup target add aarch64-unknown-linux-gnu
     #        apt-get install gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu
-    CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+    [[ $build == 0 ]] || CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
         cargo build --release -p audit-archiver --bin audit-archiver --target "$target"
     binary=target/$target/release/audit-archiver
     objdump=aarch64-linux-gnu-objdump
