@@ -980,6 +980,47 @@ mod tests {
     }
 
     #[test]
+    fn lambda_errors_start_with_the_environment_variable() {
+        let lambda = |args: &[&str]| {
+            let mut argv = vec!["audit-archiver", "lambda"];
+            argv.extend_from_slice(args);
+            match Cli::try_parse_from(argv).expect("flags parse").command {
+                Command::Lambda(args) => args.validate(),
+                _ => unreachable!(),
+            }
+        };
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["--utc-offset", "+25:00"],
+                "AUDIT_ARCHIVER_UTC_OFFSET (--utc-offset): ",
+            ),
+            (&["--bucket", "Bad_Bucket"], "S3_BUCKET_NAME (--bucket): "),
+            (
+                &["--bucket", "archive", "--deadline-margin-ms", "5"],
+                "AUDIT_ARCHIVER_DEADLINE_MARGIN_MS (--deadline-margin-ms): ",
+            ),
+            (
+                &["--bucket", "archive", "--quarantine-prefix", "q"],
+                "AUDIT_ARCHIVER_QUARANTINE_PREFIX (--quarantine-prefix): ",
+            ),
+        ];
+        for (args, start) in cases {
+            let error = lambda(args).unwrap_err().to_string();
+            assert!(error.starts_with(start), "{args:?}: {error}");
+        }
+        // A flag that is a prefix of another is not mistaken for it.
+        let error = name_env(bad("invalid --sse-kms-key-id x")).0;
+        assert!(
+            error.starts_with("AUDIT_ARCHIVER_SSE_KMS_KEY_ID (--sse-kms-key-id)"),
+            "{error}"
+        );
+        let config = lambda(&["--bucket", "archive"]).unwrap();
+        assert_eq!(config.routing.log_format, LogFormat::Json);
+        assert_eq!(config.deadline_margin, Duration::from_secs(3));
+        assert!(config.routing.cache_dir.is_none());
+    }
+
+    #[test]
     fn utc_offsets_parse_in_every_usual_spelling() {
         assert_eq!(parse_utc_offset("+09:00").unwrap(), 540);
         assert_eq!(parse_utc_offset("+0900").unwrap(), 540);
