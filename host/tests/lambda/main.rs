@@ -292,7 +292,7 @@ async fn near_the_deadline_unfinished_records_are_reported_before_it() {
     all.sort();
 
     // Less time left than the margin: nothing is started, all is reported.
-    let id = api.submit(&event, Duration::from_millis(600));
+    let id = api.submit(&event, Duration::from_millis(1200));
     let outcome = api.outcome(&id, Duration::from_secs(30)).await.unwrap();
     let mut failures = outcome.failures();
     failures.sort();
@@ -485,6 +485,22 @@ async fn a_precompiled_package_starts_without_compiling_and_archives() {
     assert_eq!(outcome.failures(), Vec::<String>::new());
     assert!(outcome.at_ms() >= started);
     assert_eq!(archived(&moto, &bucket).await.len(), 1);
+    // Only an event that cannot be answered record by record fails whole.
+    for (event, error_type) in [
+        (
+            serde_json::json!({"Records": [{"body": "no id"}]}),
+            "InvalidEvent",
+        ),
+        (serde_json::json!({"Records": "not a list"}), ""),
+    ] {
+        match api.invoke(&event, ROOMY).await {
+            runtime_api::Outcome::Error { body, .. } => assert!(
+                body["errorType"].as_str().unwrap().contains(error_type),
+                "{body}"
+            ),
+            other => panic!("{event} was answered: {other:?}"),
+        }
+    }
     let logs = function.logs();
     let ready = logs
         .lines()
