@@ -8,16 +8,23 @@ drainer (/usr/bin/time), and the CPU moto spent meanwhile (/proc/PID/stat),
 which says which side is the limit. Checks afterwards that every queue is
 empty (and, for the two Rust drainers, that N objects exist).
 
+Queues are standard, FIFO (the deployed shape: one message group per tenant,
+as a forwarder writing one stream would), or mixed (alternating) — --shape.
+
 Drainers:
-  host   audit-archiver run --drain (the product; warm compile cache)
+  host   audit-archiver run --drain (the product, default settings; warm compile cache)
   bare   host/examples/bare_loop.rs: the same SDK calls, no component (ceiling)
   boto3  bench/boto3_poller.py: the reference Lambda design, sequential
 
 Experiments (--experiment, repeatable; default all):
-  compare  host vs bare vs boto3, same N, same moto build, --repeat times
+  compare  host vs bare vs boto3, same N, same moto build, --repeat times, for
+           each queue shape of --compare-shapes
+  daemon   host as a daemon (`run`, no --drain; time until the last object is
+           stored) vs host --drain vs boto3, on mixed FIFO + standard queues
   host     host CPU per message (and fixed start-up CPU from an N=0 run),
            peak RSS with 10 tenant queues
-  scale    host throughput against --concurrency and number of tenants
+  scale    host throughput against --concurrency and number of tenants, per
+           queue shape of --scale-shapes
 
 Use bench/e2e.sh (builds, then runs this). `--quick` is one tiny run of each.
 """
@@ -25,6 +32,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -96,19 +104,26 @@ class Moto:
         self.proc.kill()
         self.proc.wait()
 
-    def setup(self, messages, tenants):
+    def setup(self, messages, tenants, shape="standard"):
         self.s3.create_bucket(Bucket="archive")
-        urls = [
-            self.sqs.create_queue(QueueName=f"tenant{t}-prismacloud-auditlog")["QueueUrl"]
-            for t in range(tenants)
-        ]
+        urls = []
+        for t in range(tenants):
+            fifo = shape == "fifo" or (shape == "mixed" and t % 2 == 0)
+            name = f"tenant{t}-prismacloud-auditlog" + (".fifo" if fifo else "")
+            attributes = {"FifoQueue": "true"} if fifo else {}
+            urls.append(self.sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"])
         for start in range(0, messages, 10):
             for t, url in enumerate(urls):
-                entries = [
-                    {"Id": str(i), "MessageBody": body(i)}
-                    for i in range(start, min(start + 10, messages))
-                    if i % tenants == t
-                ]
+                entries = []
+                for i in range(start, min(start + 10, messages)):
+                    if i % tenants != t:
+                        continue
+                    entry = {"Id": str(i), "MessageBody": body(i)}
+                    if url.endswith(".fifo"):
+                        # One group per tenant: one forwarder, one ordered stream.
+                        entry["MessageGroupId"] = "prisma"
+                        entry["MessageDeduplicationId"] = str(i)
+                    entries.append(entry)
                 if entries:
                     self.sqs.send_message_batch(QueueUrl=url, Entries=entries)
         return urls
@@ -151,11 +166,14 @@ def body(n):
 
 
 def command(side, moto, urls, concurrency, cache_dir):
-    if side == "host":
-        cmd = [BIN, "run", "--drain", "--bucket", "archive", "--endpoint-url", moto.endpoint,
+    if side in ("host", "host-daemon"):
+        # The product's defaults (long-poll wait included), but the bench's
+        # concurrency and a private compile cache.
+        cmd = [BIN, "run", "--bucket", "archive", "--endpoint-url", moto.endpoint,
                "--region", "us-east-1", "--concurrency", str(concurrency),
-               "--wait-time-secs", "0", "--stats-interval-secs", "0",
-               "--cache-dir", cache_dir]
+               "--stats-interval-secs", "0", "--cache-dir", cache_dir]
+        if side == "host":
+            cmd.append("--drain")
         for url in urls:
             cmd += ["--queue", url]
         return cmd
@@ -171,11 +189,27 @@ def command(side, moto, urls, concurrency, cache_dir):
     return cmd
 
 
-def run(side, messages, tenants, concurrency, cache_dir):
-    """One fresh moto, one drainer to completion, measured."""
+def until_archived(moto, proc, messages):
+    """Daemon mode: waits until `messages` objects exist, then SIGTERMs the
+    host (the child of /usr/bin/time) and waits for it."""
+    while moto.objects() < messages:
+        if proc.poll() is not None:
+            return
+        time.sleep(0.05)
+    wall = time.monotonic()
+    with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
+        for child in f.read().split():
+            os.kill(int(child), signal.SIGTERM)
+    proc.wait()
+    return wall
+
+
+def run(side, messages, tenants, concurrency, cache_dir, shape="standard"):
+    """One fresh moto, one drainer to completion (a daemon: until the last
+    object is stored), measured."""
     moto = Moto()
     try:
-        urls = moto.setup(messages, tenants)
+        urls = moto.setup(messages, tenants, shape)
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
                 tempfile.NamedTemporaryFile("r") as usage_file:
             # /usr/bin/time reports its own child's rusage: a child forked
@@ -184,8 +218,13 @@ def run(side, messages, tenants, concurrency, cache_dir):
             wrapped += command(side, moto, urls, concurrency, cache_dir)
             moto_before = proc_cpu(moto.proc.pid)
             started = time.monotonic()
-            proc = subprocess.run(wrapped, stdout=out, stderr=err, env=ENV)
-            wall = time.monotonic() - started
+            if side == "host-daemon":
+                proc = subprocess.Popen(wrapped, stdout=out, stderr=err, env=ENV)
+                last_object = until_archived(moto, proc, messages)
+                wall = (last_object or time.monotonic()) - started
+            else:
+                proc = subprocess.run(wrapped, stdout=out, stderr=err, env=ENV)
+                wall = time.monotonic() - started
             moto_cpu = proc_cpu(moto.proc.pid) - moto_before
             if proc.returncode != 0:
                 err.seek(0)
@@ -200,6 +239,7 @@ def run(side, messages, tenants, concurrency, cache_dir):
     cpu = float(user) + float(system)
     return {
         "side": side,
+        "shape": shape,
         "messages": messages,
         "tenants": tenants,
         "concurrency": concurrency,
@@ -227,7 +267,7 @@ def table(title, rows, columns):
     sys.stdout.flush()
 
 
-COLUMNS = ["side", "messages", "tenants", "concurrency", "wall_s", "msg_per_s", "cpu_s",
+COLUMNS = ["side", "shape", "messages", "tenants", "concurrency", "wall_s", "msg_per_s", "cpu_s",
            "cpu_us_per_msg", "max_rss_mib", "drainer_cpu_pct", "moto_cpu_pct"]
 
 
@@ -239,20 +279,24 @@ def ratio(value, reference):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--experiment", action="append", choices=["compare", "host", "scale"])
+    parser.add_argument("--experiment", action="append", choices=["compare", "daemon", "host", "scale"])
     parser.add_argument("--messages", type=int, default=300)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--compare-tenants", default="1,10")
+    parser.add_argument("--compare-shapes", default="standard,fifo,mixed")
+    parser.add_argument("--daemon-tenants", default="7")
+    parser.add_argument("--scale-shapes", default="standard,fifo")
     parser.add_argument("--scale-concurrency", default="1,4,10,32,64")
     parser.add_argument("--scale-tenants", default="1,3,10")
     parser.add_argument("--quick", action="store_true", help="one tiny run of each (CI)")
     parser.add_argument("--json", help="also write every row to this file")
     args = parser.parse_args()
-    experiments = args.experiment or ["compare", "host", "scale"]
+    experiments = args.experiment or ["compare", "daemon", "host", "scale"]
     if args.quick:
         args.messages, args.repeat, args.compare_tenants = 10, 1, "2"
-        args.scale_concurrency, args.scale_tenants = "4", "2"
+        args.compare_shapes, args.daemon_tenants = "mixed", "2"
+        args.scale_concurrency, args.scale_tenants, args.scale_shapes = "4", "2", "fifo"
     cache_dir = tempfile.mkdtemp(prefix="audit-archiver-bench-cache-")
     os.chmod(cache_dir, 0o700)
     rows = []
@@ -260,14 +304,17 @@ def main():
         # Warm the compile cache (and the page cache) once, unmeasured.
         run("host", 10, 1, args.concurrency, cache_dir)
         if "compare" in experiments:
-            for tenants in [int(t) for t in args.compare_tenants.split(",")]:
+            for shape, tenants in [(shape, int(t)) for shape in args.compare_shapes.split(",")
+                                   for t in args.compare_tenants.split(",")]:
                 results = []
                 for _ in range(args.repeat):
                     # Interleaved, so a change in background load hits every side.
                     for side in ["host", "bare", "boto3"]:
-                        results.append(run(side, args.messages, tenants, args.concurrency, cache_dir))
+                        results.append(run(side, args.messages, tenants, args.concurrency, cache_dir,
+                                           shape))
                 rows += results
-                table(f"compare, {tenants} tenant queue(s): every run", results, COLUMNS)
+                title = f"compare, {tenants} {shape} tenant queue(s)"
+                table(f"{title}: every run", results, COLUMNS)
                 summary = []
                 for side in ["host", "bare", "boto3"]:
                     mine = [r for r in results if r["side"] == side]
@@ -279,12 +326,37 @@ def main():
                         "median moto CPU %": median_of(mine, "moto_cpu_pct"),
                         "median RSS MiB": median_of(mine, "max_rss_mib"),
                     })
-                bare = summary[1]
+                bare, boto = summary[1], summary[2]
                 for s in summary:
                     s["msg/s vs bare"] = ratio(s["median msg/s"], bare["median msg/s"])
                     s["CPU/msg vs bare"] = ratio(s["median CPU µs/msg"], bare["median CPU µs/msg"])
-                table(f"compare, {tenants} tenant queue(s): medians and ratios (same runs)",
-                      summary, list(summary[0].keys()))
+                    s["msg/s vs boto3"] = ratio(s["median msg/s"], boto["median msg/s"])
+                    s["CPU/msg vs boto3"] = ratio(s["median CPU µs/msg"], boto["median CPU µs/msg"])
+                table(f"{title}: medians and ratios (same runs)", summary, list(summary[0].keys()))
+        if "daemon" in experiments:
+            tenants = int(args.daemon_tenants)
+            results = []
+            for _ in range(args.repeat):
+                for side in ["host-daemon", "host", "boto3"]:
+                    results.append(run(side, args.messages, tenants, args.concurrency, cache_dir,
+                                       "mixed"))
+            rows += results
+            title = f"daemon and drain, {tenants} mixed FIFO + standard tenant queues"
+            table(f"{title}: every run (daemon wall = until the last object is stored)",
+                  results, COLUMNS)
+            summary = []
+            for side in ["host-daemon", "host", "boto3"]:
+                mine = [r for r in results if r["side"] == side]
+                summary.append({
+                    "side": side,
+                    "median wall s": median_of(mine, "wall_s"),
+                    "median CPU µs/msg": median_of(mine, "cpu_us_per_msg"),
+                })
+            boto = summary[2]
+            for s in summary:
+                s["speed-up vs boto3 (wall)"] = ratio(boto["median wall s"], s["median wall s"])
+                s["CPU/msg vs boto3"] = ratio(s["median CPU µs/msg"], boto["median CPU µs/msg"])
+            table(f"{title}: medians and ratios (same runs)", summary, list(summary[0].keys()))
         if "host" in experiments:
             results = []
             for r in range(args.repeat):
@@ -303,11 +375,14 @@ def main():
                       f"peak RSS {max(r['max_rss_mib'] for r in mine)} MiB")
         if "scale" in experiments:
             results = []
-            for tenants in [int(t) for t in args.scale_tenants.split(",")]:
-                for concurrency in [int(c) for c in args.scale_concurrency.split(",")]:
-                    results.append(run("host", args.messages, tenants, concurrency, cache_dir))
+            for shape in args.scale_shapes.split(","):
+                for tenants in [int(t) for t in args.scale_tenants.split(",")]:
+                    for concurrency in [int(c) for c in args.scale_concurrency.split(",")]:
+                        results.append(run("host", args.messages, tenants, concurrency, cache_dir,
+                                           shape))
             rows += results
-            table("scale: host throughput by tenants and --concurrency", results, COLUMNS)
+            table("scale: host throughput by queue shape, tenants and --concurrency", results,
+                  COLUMNS)
     finally:
         shutil.rmtree(cache_dir, ignore_errors=True)
         if args.json:

@@ -29,3 +29,14 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
+
+# promtool checks and unit-tests deploy/prometheus-alerts.yaml (Debian's
+# prometheus package ships it). The package's service is not wanted here.
+if ! command -v promtool >/dev/null; then
+  echo "setup: installing promtool (Debian package prometheus)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  if command -v systemctl >/dev/null; then systemctl stop prometheus 2>/dev/null || true; fi
+  pkill -x prometheus 2>/dev/null || true
+fi

@@ -4,7 +4,7 @@
 # and the host, and runs every test — unit, property, fuzz, shared vectors,
 # end-to-end and reliability scenarios against a local moto S3/SQS server, the
 # component in Node.js and Python, the Lambda package, a smoke run of the
-# benchmarks, template lint.
+# benchmarks, template lint, the Prometheus alerting rules' unit tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS
@@ -36,5 +36,9 @@ scripts/test-runtimes.sh
 
 step "CloudFormation template lint (cfn-lint)"
 .venv/bin/cfn-lint deploy/cloudformation.yaml
+
+step "Prometheus alerting rules: check and unit tests (promtool)"
+promtool check rules deploy/prometheus-alerts.yaml
+(cd deploy && promtool test rules prometheus-alerts.test.yaml)
 
 step "done"

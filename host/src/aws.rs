@@ -90,6 +90,56 @@ pub(crate) fn http_status<E>(error: &SdkError<E, HttpResponse>) -> Option<u16> {
         .map(|response| response.status().as_u16())
 }
 
+/// What a failed call says about trying again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Throttling, server errors, timeouts, connection failures: retrying may help.
+    Transient,
+    /// The caller lacks a permission (or its keys are not accepted): retrying
+    /// cannot help until an operator changes the policy.
+    Denied,
+    /// Anything else that retrying the same request cannot fix.
+    Permanent,
+}
+
+impl FailureKind {
+    /// Whether trying again may succeed.
+    pub fn is_transient(self) -> bool {
+        self == Self::Transient
+    }
+}
+
+/// Classifies a failed call.
+pub(crate) fn classify<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> FailureKind {
+    if is_transient(error) {
+        FailureKind::Transient
+    } else if is_denied(http_status(error), error.code()) {
+        FailureKind::Denied
+    } else {
+        FailureKind::Permanent
+    }
+}
+
+/// Whether a status or error code means "not allowed" rather than "bad request".
+pub(crate) fn is_denied(status: Option<u16>, code: Option<&str>) -> bool {
+    status == Some(403)
+        || matches!(
+            code,
+            Some(
+                "AccessDenied"
+                    | "AccessDeniedException"
+                    | "AuthorizationError"
+                    | "InvalidClientTokenId"
+                    | "SignatureDoesNotMatch"
+                    | "InvalidAccessKeyId"
+                    | "ExpiredToken"
+                    | "KMS.AccessDeniedException"
+                    | "KmsAccessDenied"
+                    | "KMS.DisabledException"
+            )
+        )
+}
+
 /// Throttling, server errors, timeouts and connection failures may pass.
 pub(crate) fn is_transient<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> bool {
     match error {

@@ -11,6 +11,7 @@ pub mod aws;
 pub mod commands;
 pub mod config;
 pub mod engine;
+pub mod health;
 pub mod lambda_event;
 pub mod metrics;
 pub mod permissions;

@@ -9,6 +9,8 @@ use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+use crate::health::QueueHealth;
+
 /// Monotonic counters, shared by every worker.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -33,6 +35,8 @@ pub struct Counters {
     pub released: AtomicU64,
     /// Retries of transient storage errors.
     pub retries: AtomicU64,
+    /// Retries of transient delete errors (per message).
+    pub delete_retries: AtomicU64,
 }
 
 /// A point-in-time copy of [`Counters`].
@@ -58,6 +62,8 @@ pub struct Snapshot {
     pub released: u64,
     /// See [`Counters::retries`].
     pub retries: u64,
+    /// See [`Counters::delete_retries`].
+    pub delete_retries: u64,
 }
 
 impl Counters {
@@ -75,12 +81,13 @@ impl Counters {
             delete_failures: get(&self.delete_failures),
             released: get(&self.released),
             retries: get(&self.retries),
+            delete_retries: get(&self.delete_retries),
         }
     }
 }
 
 impl Snapshot {
-    fn fields(&self) -> [(&'static str, u64, &'static str); 10] {
+    fn fields(&self) -> [(&'static str, u64, &'static str); 11] {
         [
             (
                 "received",
@@ -128,6 +135,11 @@ impl Snapshot {
                 self.retries,
                 "Retries of transient storage errors.",
             ),
+            (
+                "delete_retries",
+                self.delete_retries,
+                "Retries of transient delete errors, per message.",
+            ),
         ]
     }
 
@@ -155,18 +167,22 @@ impl Snapshot {
             delete_failures = self.delete_failures,
             released = self.released,
             retries = self.retries,
+            delete_retries = self.delete_retries,
             "{what}"
         );
     }
 }
 
-/// Serves `GET /metrics` on `listener` until the process ends. Anything else gets 404.
-pub async fn serve(listener: TcpListener, counters: Arc<Counters>) {
+/// Serves `GET /metrics` on `listener` until the process ends: the counters,
+/// then each queue's state. Anything else gets 404.
+pub async fn serve(listener: TcpListener, counters: Arc<Counters>, queues: Vec<Arc<QueueHealth>>) {
+    let queues = Arc::new(queues);
     loop {
         let Ok((mut socket, _)) = listener.accept().await else {
             continue;
         };
         let counters = counters.clone();
+        let queues = queues.clone();
         tokio::spawn(async move {
             let mut request = [0u8; 2048];
             let n = match tokio::time::timeout(
@@ -183,7 +199,8 @@ pub async fn serve(listener: TcpListener, counters: Arc<Counters>) {
             let response = if head.starts_with("GET ")
                 && (path == "/metrics" || path.starts_with("/metrics?"))
             {
-                let body = counters.snapshot().prometheus();
+                let mut body = counters.snapshot().prometheus();
+                body.push_str(&crate::health::prometheus(&queues));
                 format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()

@@ -1,9 +1,12 @@
 //! The AWS actions the host calls, in one place.
 //!
 //! The IAM policy in the README and the host role in
-//! `deploy/cloudformation.yaml` are checked against these lists by a test, so a
-//! new SDK call that needs a new permission fails CI until both are updated;
-//! so is the Lambda function's role against [`lambda_actions`].
+//! `deploy/cloudformation.yaml` are checked against these lists by a test
+//! (`host/tests/deploy_policy.rs`), and the reliability suite
+//! (`host/tests/reliability/refused.rs`) drains queues with the keys of a user
+//! holding exactly the README's policy while moto enforces IAM: a new call on
+//! that path needing a permission the policy lacks fails the test. The Lambda
+//! function's role in the template is checked against [`lambda_actions`].
 
 /// SQS actions on the tenant queues. `DeleteMessageBatch` and
 /// `ChangeMessageVisibilityBatch` are authorised by the single-message actions.

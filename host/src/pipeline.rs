@@ -12,18 +12,21 @@
 //!   with the reason, then deleted; if that fails it stays in SQS;
 //! - transient store errors are retried with backoff for as long as the host
 //!   runs; on shutdown, unstored messages are released for other consumers;
+//! - transient delete errors are retried with backoff for a bounded time (the
+//!   receipt handle stays valid while the batch's visibility is extended);
+//!   what still cannot be deleted is reported, with whether an operator must act;
 //! - in a FIFO queue, a message group is handled in order and stops at its first
 //!   failure, so a later message never overtakes an earlier one.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::Ordering;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use audit_archiver_transform::{alternate_key, Placement};
 use tokio::sync::watch;
 
+pub use crate::aws::FailureKind;
 use crate::engine::RouteFailure;
 use crate::metrics::Counters;
 
@@ -51,6 +54,8 @@ pub struct QueueRef {
     pub url: String,
     /// The bare queue name.
     pub name: String,
+    /// The queue ARN (what IAM policies name).
+    pub arn: String,
     /// Whether it is a FIFO queue.
     pub fifo: bool,
 }
@@ -81,8 +86,8 @@ pub enum PutOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{detail}")]
 pub struct StoreError {
-    /// Whether trying again may succeed (throttling, 5xx, network).
-    pub transient: bool,
+    /// Whether trying again may succeed, or a permission is missing.
+    pub kind: FailureKind,
     /// What failed, with bucket and key.
     pub detail: String,
 }
@@ -103,22 +108,35 @@ pub trait ArchiveStore: Send + Sync {
     ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
 }
 
+/// A failed SQS call on some deliveries (delete or visibility change).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{detail}")]
+pub struct QueueFailure {
+    /// The receipt handle of the delivery.
+    pub receipt: String,
+    /// Whether trying again may succeed, or a permission is missing.
+    pub kind: FailureKind,
+    /// What SQS said.
+    pub detail: String,
+}
+
 /// The queue operations that settle a message.
 pub trait MessageQueue: Send + Sync {
-    /// Deletes deliveries; returns the receipt handles that could not be deleted.
+    /// Deletes deliveries; returns the ones that could not be deleted.
     fn delete(
         &self,
         queue: &QueueRef,
         receipts: &[String],
-    ) -> impl Future<Output = Vec<(String, String)>> + Send;
+    ) -> impl Future<Output = Vec<QueueFailure>> + Send;
 
-    /// Sets the visibility timeout of deliveries (0 releases them at once).
+    /// Sets the visibility timeout of deliveries (0 releases them at once);
+    /// returns the ones whose visibility could not be changed.
     fn set_visibility(
         &self,
         queue: &QueueRef,
         receipts: &[String],
         seconds: i32,
-    ) -> impl Future<Output = ()> + Send;
+    ) -> impl Future<Output = Vec<QueueFailure>> + Send;
 }
 
 /// How an archived message was settled.
@@ -155,7 +173,12 @@ pub enum Settlement {
     },
     /// Not stored; left in SQS to come back after its visibility timeout
     /// (and to the DLQ after the redrive policy's count).
-    Kept(String),
+    Kept {
+        /// Why it was not stored.
+        reason: String,
+        /// Whether a missing permission is the cause.
+        kind: FailureKind,
+    },
     /// Not stored because the host is stopping: released at once.
     Released,
 }
@@ -164,6 +187,35 @@ impl Settlement {
     /// Whether the message may now be deleted from SQS.
     pub fn deletable(&self) -> bool {
         matches!(self, Self::Archived(_) | Self::Quarantined { .. })
+    }
+}
+
+/// What became of one batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// Each message's settlement, in batch order.
+    pub settlements: Vec<Settlement>,
+    /// Messages archived (or quarantined) but not deleted, by batch index:
+    /// they come back after their visibility timeout and are recognised as
+    /// already stored.
+    pub undeleted: Vec<(usize, QueueFailure)>,
+}
+
+impl BatchOutcome {
+    /// The first reason in the batch that says a store permission is missing.
+    pub fn store_denied(&self) -> Option<&str> {
+        self.settlements.iter().find_map(|s| match s {
+            Settlement::Kept {
+                reason,
+                kind: FailureKind::Denied,
+            } => Some(reason.as_str()),
+            _ => None,
+        })
+    }
+
+    /// Whether message `index` was deleted from its queue.
+    pub fn deleted(&self, index: usize) -> bool {
+        self.settlements[index].deletable() && !self.undeleted.iter().any(|(i, _)| *i == index)
     }
 }
 
@@ -176,6 +228,9 @@ pub struct PipelineSettings {
     pub retry_initial: Duration,
     /// Longest delay between retries.
     pub retry_max: Duration,
+    /// How long transient delete failures are retried before the messages
+    /// are left to come back after their visibility timeout.
+    pub delete_retry_budget: Duration,
 }
 
 impl Default for PipelineSettings {
@@ -184,6 +239,7 @@ impl Default for PipelineSettings {
             quarantine_prefix: "_quarantine/".into(),
             retry_initial: Duration::from_millis(200),
             retry_max: Duration::from_secs(20),
+            delete_retry_budget: Duration::from_secs(30),
         }
     }
 }
@@ -212,7 +268,7 @@ pub async fn archive<S: ArchiveStore>(
         return Ok(Archived::AlreadyPresent(alternate.key));
     }
     Err(StoreError {
-        transient: false,
+        kind: FailureKind::Permanent,
         detail: format!(
             "both {} and {} hold other messages; message {} is kept in the queue",
             object.key, alternate.key, object.message_id
@@ -230,7 +286,7 @@ async fn is_ours<S: ArchiveStore>(
         // A 412 and then no object: it vanished in between (or lacks our
         // metadata). Never guess: let the caller retry.
         None => Err(StoreError {
-            transient: true,
+            kind: FailureKind::Transient,
             detail: format!("{key} exists but carries no sqs-message-id; retrying"),
         }),
     }
@@ -297,78 +353,171 @@ pub struct BatchRun<'a, S, Q> {
 impl<S: ArchiveStore, Q: MessageQueue> BatchRun<'_, S, Q> {
     /// Stores every message of the batch (routed already, one result per
     /// message, in order), then deletes the archived ones and releases the
-    /// ones left unstored by a shutdown. Returns each message's settlement.
+    /// ones left unstored by a shutdown.
     pub async fn settle(
         &self,
         messages: &[ReceivedMessage],
         routes: Vec<Result<Placement, RouteFailure>>,
-    ) -> Vec<Settlement> {
-        let settlements = self.store_all(messages, routes).await;
-        self.finish(messages, &settlements).await;
-        settlements
+    ) -> BatchOutcome {
+        let settlements = self.store(messages, &routes).await;
+        let undeleted = self.finish(messages, &settlements).await;
+        BatchOutcome {
+            settlements,
+            undeleted,
+        }
+    }
+
+    /// Deletes the settled messages (retrying transient failures within the
+    /// budget) and releases the ones a shutdown left unstored. Returns the
+    /// messages that could not be deleted.
+    async fn finish(
+        &self,
+        messages: &[ReceivedMessage],
+        settlements: &[Settlement],
+    ) -> Vec<(usize, QueueFailure)> {
+        let deletable: Vec<usize> = (0..messages.len())
+            .filter(|&i| settlements[i].deletable())
+            .collect();
+        let undeleted = self.delete_with_retry(messages, deletable).await;
+        for (index, failure) in &undeleted {
+            // Archived already: a redelivery will be recognised and deleted.
+            tracing::debug!(
+                message_id = %messages[*index].message_id, queue = %self.queue.name,
+                reason = %failure.detail, "delete failed after archiving"
+            );
+        }
+        self.counters
+            .delete_failures
+            .fetch_add(undeleted.len() as u64, Ordering::Relaxed);
+
+        let released: Vec<String> = messages
+            .iter()
+            .zip(settlements)
+            .filter(|(_, s)| matches!(s, Settlement::Released))
+            .map(|(m, _)| m.receipt_handle.clone())
+            .collect();
+        if !released.is_empty() {
+            let failures = self
+                .queue_client
+                .set_visibility(self.queue, &released, 0)
+                .await;
+            if let Some(failure) = failures.first() {
+                tracing::warn!(
+                    queue = %self.queue.name, failed = failures.len(), error = %failure.detail,
+                    "could not release some messages; they come back after their visibility timeout"
+                );
+            }
+            self.counters
+                .released
+                .fetch_add(released.len() as u64, Ordering::Relaxed);
+        }
+        undeleted
+    }
+
+    /// Deletes `pending` (batch indices), retrying transient failures with
+    /// backoff within the delete budget, unless the host is stopping.
+    async fn delete_with_retry(
+        &self,
+        messages: &[ReceivedMessage],
+        mut pending: Vec<usize>,
+    ) -> Vec<(usize, QueueFailure)> {
+        let mut undeleted = Vec::new();
+        let started = Instant::now();
+        let mut delay = self.settings.retry_initial;
+        while !pending.is_empty() {
+            let receipts: Vec<String> = pending
+                .iter()
+                .map(|&i| messages[i].receipt_handle.clone())
+                .collect();
+            let failures = self.queue_client.delete(self.queue, &receipts).await;
+            let deleted = (pending.len() - failures.len()) as u64;
+            self.counters.deleted.fetch_add(deleted, Ordering::Relaxed);
+            let mut retry = Vec::new();
+            for failure in failures {
+                let Some(&index) = pending
+                    .iter()
+                    .find(|&&i| messages[i].receipt_handle == failure.receipt)
+                else {
+                    continue;
+                };
+                if failure.kind.is_transient() {
+                    retry.push((index, failure));
+                } else {
+                    undeleted.push((index, failure));
+                }
+            }
+            let out_of_time = started.elapsed() + delay > self.settings.delete_retry_budget;
+            if retry.is_empty() || out_of_time || *self.shutdown.borrow() {
+                undeleted.extend(retry);
+                break;
+            }
+            self.counters
+                .delete_retries
+                .fetch_add(retry.len() as u64, Ordering::Relaxed);
+            tracing::warn!(
+                queue = %self.queue.name, messages = retry.len(), error = %retry[0].1.detail,
+                retry_in_ms = delay.as_millis() as u64, "deleting failed; retrying"
+            );
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(self.settings.retry_max);
+            pending = retry.into_iter().map(|(index, _)| index).collect();
+        }
+        undeleted.sort_by_key(|(index, _)| *index);
+        undeleted
     }
 }
 
-/// The store step alone makes no queue call, so it needs no [`MessageQueue`]:
-/// an AWS Lambda function returns the settlements and Lambda deletes.
+/// The store step makes no queue call, so it needs no [`MessageQueue`]: a
+/// Lambda function returns the settlements and Lambda deletes; the API
+/// backfill has no queue at all.
 impl<S: ArchiveStore, Q> BatchRun<'_, S, Q> {
-    /// Stores every message of the batch (routed already, one result per
-    /// message, in order) under the delivery rules, and returns each message's
-    /// settlement. Deletes and releases nothing: that is [`BatchRun::settle`].
-    pub async fn store_all(
+    /// Stores every message of the batch and says how each was settled,
+    /// without deleting or releasing anything.
+    pub async fn store(
         &self,
         messages: &[ReceivedMessage],
-        routes: Vec<Result<Placement, RouteFailure>>,
+        routes: &[Result<Placement, RouteFailure>],
     ) -> Vec<Settlement> {
         assert_eq!(messages.len(), routes.len(), "one route per message");
-        let settled: Vec<Mutex<Option<Settlement>>> =
-            messages.iter().map(|_| Mutex::new(None)).collect();
-
         // Standard queues: every message on its own. FIFO: one sequence per
         // message group, stopping at the group's first failure.
-        let mut lanes: BTreeMap<Option<&str>, Vec<usize>> = BTreeMap::new();
+        let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        let mut lanes: Vec<Vec<usize>> = Vec::new();
         for (index, message) in messages.iter().enumerate() {
-            let lane = if self.queue.fifo {
-                Some(message.group_id.as_deref().unwrap_or(""))
+            if self.queue.fifo {
+                groups
+                    .entry(message.group_id.as_deref().unwrap_or(""))
+                    .or_default()
+                    .push(index);
             } else {
-                None
-            };
-            lanes.entry(lane).or_default().push(index);
-        }
-        let mut work = Vec::new();
-        for (lane, indices) in lanes {
-            if lane.is_none() {
-                for index in indices {
-                    work.push(vec![index]);
-                }
-            } else {
-                work.push(indices);
+                lanes.push(vec![index]);
             }
         }
-        let lanes = work.into_iter().map(|indices| {
-            let settled = &settled;
-            let routes = &routes;
-            async move {
-                let mut blocked = false;
-                for index in indices {
-                    // After a failure in a FIFO group the rest are released
-                    // untouched: SQS hands them out again only after the
-                    // failed one, so the order holds.
-                    let outcome = if blocked {
-                        Settlement::Released
-                    } else {
-                        self.settle_one(&messages[index], &routes[index]).await
-                    };
-                    blocked |= !outcome.deletable();
-                    *settled[index].lock().unwrap() = Some(outcome);
-                }
+        lanes.extend(groups.into_values());
+        let lanes = lanes.into_iter().map(|indices| async move {
+            let mut settled = Vec::with_capacity(indices.len());
+            let mut blocked = false;
+            for index in indices {
+                // After a failure in a FIFO group the rest are released
+                // untouched: SQS hands them out again only after the
+                // failed one, so the order holds.
+                let outcome = if blocked {
+                    Settlement::Released
+                } else {
+                    self.settle_one(&messages[index], &routes[index]).await
+                };
+                blocked |= !outcome.deletable();
+                settled.push((index, outcome));
             }
+            settled
         });
-        futures::future::join_all(lanes).await;
-
-        settled
+        let mut settlements: Vec<Option<Settlement>> = messages.iter().map(|_| None).collect();
+        for (index, outcome) in futures::future::join_all(lanes).await.into_iter().flatten() {
+            settlements[index] = Some(outcome);
+        }
+        settlements
             .into_iter()
-            .map(|cell| cell.into_inner().unwrap().expect("every message settled"))
+            .map(|s| s.expect("every message settled"))
             .collect()
     }
 
@@ -410,12 +559,14 @@ impl<S: ArchiveStore, Q> BatchRun<'_, S, Q> {
                         Settlement::Archived(archived)
                     }
                     Ok(None) => Settlement::Released,
-                    Err(error) => self.kept(message, error.detail),
+                    Err(error) => self.kept(message, error.detail, error.kind),
                 }
             }
-            Err(RouteFailure::Trapped(detail)) => {
-                self.kept(message, format!("component-trap: {detail}"))
-            }
+            Err(RouteFailure::Trapped(detail)) => self.kept(
+                message,
+                format!("component-trap: {detail}"),
+                FailureKind::Permanent,
+            ),
             Err(failure) => self.quarantine(message, failure.to_string()).await,
         }
     }
@@ -445,17 +596,30 @@ impl<S: ArchiveStore, Q> BatchRun<'_, S, Q> {
                 }
             }
             Ok(None) => Settlement::Released,
-            Err(error) => self.kept(message, format!("quarantine failed: {}", error.detail)),
+            Err(error) => self.kept(
+                message,
+                format!("quarantine failed: {}", error.detail),
+                error.kind,
+            ),
         }
     }
 
-    fn kept(&self, message: &ReceivedMessage, reason: String) -> Settlement {
-        tracing::error!(
-            message_id = %message.message_id, queue = %self.queue.name, %reason,
-            "message not archived; it stays in the queue"
-        );
+    fn kept(&self, message: &ReceivedMessage, reason: String, kind: FailureKind) -> Settlement {
+        if kind == FailureKind::Denied {
+            // A missing permission fails every message alike: the worker
+            // logs it once for the queue, naming the permission.
+            tracing::debug!(
+                message_id = %message.message_id, queue = %self.queue.name, %reason,
+                "message not archived (permission denied); it stays in the queue"
+            );
+        } else {
+            tracing::error!(
+                message_id = %message.message_id, queue = %self.queue.name, %reason,
+                "message not archived; it stays in the queue"
+            );
+        }
         self.counters.failed.fetch_add(1, Ordering::Relaxed);
-        Settlement::Kept(reason)
+        Settlement::Kept { reason, kind }
     }
 
     /// Archives, retrying transient errors with backoff until it succeeds,
@@ -472,7 +636,7 @@ impl<S: ArchiveStore, Q> BatchRun<'_, S, Q> {
             }
             match archive(self.store, object).await {
                 Ok(archived) => return Ok(Some(archived)),
-                Err(error) if error.transient => {
+                Err(error) if error.kind.is_transient() => {
                     self.counters.retries.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
                         message_id = %object.message_id, queue = %self.queue.name,
@@ -517,45 +681,6 @@ impl<S: ArchiveStore, Q> BatchRun<'_, S, Q> {
     }
 }
 
-impl<S: ArchiveStore, Q: MessageQueue> BatchRun<'_, S, Q> {
-    async fn finish(&self, messages: &[ReceivedMessage], settlements: &[Settlement]) {
-        let receipts = |wanted: fn(&Settlement) -> bool| -> Vec<String> {
-            messages
-                .iter()
-                .zip(settlements)
-                .filter(|(_, s)| wanted(s))
-                .map(|(m, _)| m.receipt_handle.clone())
-                .collect()
-        };
-        let deletable = receipts(Settlement::deletable);
-        if !deletable.is_empty() {
-            let failures = self.queue_client.delete(self.queue, &deletable).await;
-            for (receipt, reason) in &failures {
-                let id = messages
-                    .iter()
-                    .find(|m| &m.receipt_handle == receipt)
-                    .map_or("?", |m| m.message_id.as_str());
-                // Archived already: a redelivery will be recognised and deleted.
-                tracing::warn!(message_id = %id, queue = %self.queue.name, %reason, "delete failed after archiving");
-            }
-            let deleted = (deletable.len() - failures.len()) as u64;
-            self.counters.deleted.fetch_add(deleted, Ordering::Relaxed);
-            self.counters
-                .delete_failures
-                .fetch_add(failures.len() as u64, Ordering::Relaxed);
-        }
-        let released = receipts(|s| matches!(s, Settlement::Released));
-        if !released.is_empty() {
-            self.queue_client
-                .set_visibility(self.queue, &released, 0)
-                .await;
-            self.counters
-                .released
-                .fetch_add(released.len() as u64, Ordering::Relaxed);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     //! The delivery rules, against in-memory implementations of the two
@@ -588,7 +713,7 @@ mod tests {
                 if *failures > 0 {
                     *failures -= 1;
                     return Err(StoreError {
-                        transient: true,
+                        kind: FailureKind::Transient,
                         detail: "503 SlowDown".into(),
                     });
                 }
@@ -596,7 +721,7 @@ mod tests {
             if let Some(prefix) = &self.permanent_failure_prefix {
                 if object.key.starts_with(prefix.as_str()) {
                     return Err(StoreError {
-                        transient: false,
+                        kind: FailureKind::Denied,
                         detail: "403 AccessDenied".into(),
                     });
                 }
@@ -622,14 +747,40 @@ mod tests {
         }
     }
 
+    /// An in-memory queue; deletes can be made to fail, transiently (the
+    /// next `transient_delete_failures` calls) or for good.
     #[derive(Default)]
     struct MemoryQueue {
         deleted: Mutex<Vec<String>>,
         visibility: Mutex<Vec<(String, i32)>>,
+        transient_delete_failures: Mutex<u32>,
+        deletes_denied: bool,
+        delete_calls: Mutex<u32>,
     }
 
     impl MessageQueue for MemoryQueue {
-        async fn delete(&self, _queue: &QueueRef, receipts: &[String]) -> Vec<(String, String)> {
+        async fn delete(&self, _queue: &QueueRef, receipts: &[String]) -> Vec<QueueFailure> {
+            *self.delete_calls.lock().unwrap() += 1;
+            let fail = |kind, detail: &str| {
+                receipts
+                    .iter()
+                    .map(|r| QueueFailure {
+                        receipt: r.clone(),
+                        kind,
+                        detail: detail.into(),
+                    })
+                    .collect()
+            };
+            if self.deletes_denied {
+                return fail(FailureKind::Denied, "HTTP 403 AccessDenied");
+            }
+            {
+                let mut failures = self.transient_delete_failures.lock().unwrap();
+                if *failures > 0 {
+                    *failures -= 1;
+                    return fail(FailureKind::Transient, "HTTP 500 InternalError");
+                }
+            }
             self.deleted
                 .lock()
                 .unwrap()
@@ -637,11 +788,17 @@ mod tests {
             Vec::new()
         }
 
-        async fn set_visibility(&self, _queue: &QueueRef, receipts: &[String], seconds: i32) {
+        async fn set_visibility(
+            &self,
+            _queue: &QueueRef,
+            receipts: &[String],
+            seconds: i32,
+        ) -> Vec<QueueFailure> {
             self.visibility
                 .lock()
                 .unwrap()
                 .extend(receipts.iter().map(|r| (r.clone(), seconds)));
+            Vec::new()
         }
     }
 
@@ -668,6 +825,7 @@ mod tests {
         QueueRef {
             url: "http://q".into(),
             name: "acme-q".into(),
+            arn: "arn:aws:sqs:us-east-1:123456789012:acme-q".into(),
             fifo,
         }
     }
@@ -680,12 +838,26 @@ mod tests {
         messages: &[ReceivedMessage],
         routes: Vec<Result<Placement, RouteFailure>>,
     ) -> (Vec<Settlement>, Counters) {
+        let (outcome, counters) =
+            settle_batch(store, queue_client, fifo, stop, messages, routes).await;
+        (outcome.settlements, counters)
+    }
+
+    async fn settle_batch(
+        store: &MemoryStore,
+        queue_client: &MemoryQueue,
+        fifo: bool,
+        stop: bool,
+        messages: &[ReceivedMessage],
+        routes: Vec<Result<Placement, RouteFailure>>,
+    ) -> (BatchOutcome, Counters) {
         let counters = Counters::default();
         let (_tx, shutdown) = watch::channel(stop);
         let queue = queue(fifo);
         let settings = PipelineSettings {
             retry_initial: Duration::from_millis(1),
             retry_max: Duration::from_millis(4),
+            delete_retry_budget: Duration::from_millis(50),
             ..PipelineSettings::default()
         };
         let run = BatchRun {
@@ -696,8 +868,8 @@ mod tests {
             counters: &counters,
             shutdown,
         };
-        let settlements = run.settle(messages, routes).await;
-        (settlements, counters)
+        let outcome = run.settle(messages, routes).await;
+        (outcome, counters)
     }
 
     #[tokio::test]
@@ -806,7 +978,7 @@ mod tests {
         )
         .await;
         assert!(
-            matches!(&settled[0], Settlement::Kept(reason) if reason.contains("m1")),
+            matches!(&settled[0], Settlement::Kept { reason, .. } if reason.contains("m1")),
             "{settled:?}"
         );
         assert!(sqs.deleted.lock().unwrap().is_empty());
@@ -868,11 +1040,11 @@ mod tests {
         )
         .await;
         assert!(
-            matches!(&settled[0], Settlement::Kept(r) if r.contains("quarantine failed")),
+            matches!(&settled[0], Settlement::Kept { reason: r, .. } if r.contains("quarantine failed")),
             "{settled:?}"
         );
         assert!(
-            matches!(&settled[1], Settlement::Kept(r) if r.contains("component-trap")),
+            matches!(&settled[1], Settlement::Kept { reason: r, .. } if r.contains("component-trap")),
             "{settled:?}"
         );
         assert!(sqs.deleted.lock().unwrap().is_empty());
@@ -945,7 +1117,7 @@ mod tests {
         ];
         let (settled, _) = settle(&store, &sqs, true, false, &messages, routes).await;
         assert!(settled[0].deletable());
-        assert!(matches!(settled[1], Settlement::Kept(_)));
+        assert!(matches!(settled[1], Settlement::Kept { .. }));
         assert_eq!(settled[2], Settlement::Released, "a3 must not overtake a2");
         assert!(settled[3].deletable());
         assert!(!store.objects.lock().unwrap().contains_key("acme/a3.json"));
@@ -955,29 +1127,110 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_store_step_alone_settles_without_any_queue_call() {
+    async fn transient_delete_failures_are_retried_until_deleted() {
         let store = MemoryStore::default();
-        let counters = Counters::default();
-        let (_tx, shutdown) = watch::channel(false);
-        let (queue, settings) = (queue(true), PipelineSettings::default());
-        let run = BatchRun {
-            store: &store,
-            queue_client: &(),
-            queue: &queue,
-            settings: &settings,
-            counters: &counters,
-            shutdown,
+        let sqs = MemoryQueue {
+            transient_delete_failures: Mutex::new(2),
+            ..MemoryQueue::default()
         };
-        let messages = [message("a1", Some("a")), message("a2", Some("a"))];
-        let routes = vec![
-            Err(RouteFailure::Trapped("limit".into())),
-            placed("acme/a2.json"),
-        ];
-        let settled = run.store_all(&messages, routes).await;
-        assert!(matches!(settled[0], Settlement::Kept(_)));
-        assert_eq!(settled[1], Settlement::Released, "a2 must not overtake a1");
-        assert!(store.objects.lock().unwrap().is_empty());
-        assert_eq!(counters.snapshot().released, 0, "releasing is the caller's");
+        let messages = [message("m1", None), message("m2", None)];
+        let (outcome, counters) = settle_batch(
+            &store,
+            &sqs,
+            false,
+            false,
+            &messages,
+            vec![placed("acme/a.json"), placed("acme/b.json")],
+        )
+        .await;
+        assert!(outcome.undeleted.is_empty(), "{:?}", outcome.undeleted);
+        assert!(outcome.deleted(0) && outcome.deleted(1));
+        assert_eq!(*sqs.delete_calls.lock().unwrap(), 3);
+        let snapshot = counters.snapshot();
+        assert_eq!((snapshot.deleted, snapshot.delete_failures), (2, 0));
+        assert_eq!(snapshot.delete_retries, 4);
+    }
+
+    #[tokio::test]
+    async fn transient_delete_failures_stop_at_the_budget() {
+        let store = MemoryStore::default();
+        let sqs = MemoryQueue {
+            transient_delete_failures: Mutex::new(u32::MAX),
+            ..MemoryQueue::default()
+        };
+        let (outcome, counters) = settle_batch(
+            &store,
+            &sqs,
+            false,
+            false,
+            &[message("m1", None)],
+            vec![placed("acme/a.json")],
+        )
+        .await;
+        assert_eq!(outcome.undeleted.len(), 1);
+        assert_eq!(outcome.undeleted[0].1.kind, FailureKind::Transient);
+        assert!(!outcome.deleted(0));
+        assert!(
+            *sqs.delete_calls.lock().unwrap() > 1,
+            "retried before giving up"
+        );
+        assert_eq!(counters.snapshot().delete_failures, 1);
+    }
+
+    #[tokio::test]
+    async fn a_refused_delete_is_reported_once_not_retried() {
+        let store = MemoryStore::default();
+        let sqs = MemoryQueue {
+            deletes_denied: true,
+            ..MemoryQueue::default()
+        };
+        let messages = [message("m1", None), message("m2", None)];
+        let (outcome, counters) = settle_batch(
+            &store,
+            &sqs,
+            false,
+            false,
+            &messages,
+            vec![placed("acme/a.json"), placed("acme/b.json")],
+        )
+        .await;
+        assert_eq!(*sqs.delete_calls.lock().unwrap(), 1, "denied: no retry");
+        let kinds: Vec<_> = outcome
+            .undeleted
+            .iter()
+            .map(|(i, f)| (*i, f.kind))
+            .collect();
+        assert_eq!(kinds, [(0, FailureKind::Denied), (1, FailureKind::Denied)]);
+        assert_eq!(
+            store.objects.lock().unwrap().len(),
+            2,
+            "archived all the same"
+        );
+        let snapshot = counters.snapshot();
+        assert_eq!(
+            (snapshot.stored, snapshot.deleted, snapshot.delete_failures),
+            (2, 0, 2)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_denied_put_is_reported_as_a_missing_permission() {
+        let store = MemoryStore {
+            permanent_failure_prefix: Some("acme/".into()),
+            ..MemoryStore::default()
+        };
+        let sqs = MemoryQueue::default();
+        let (outcome, _) = settle_batch(
+            &store,
+            &sqs,
+            false,
+            false,
+            &[message("m1", None)],
+            vec![placed("acme/a.json")],
+        )
+        .await;
+        assert!(outcome.store_denied().unwrap().contains("AccessDenied"));
+        assert!(sqs.deleted.lock().unwrap().is_empty());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use aws_sdk_s3::types::{ChecksumAlgorithm, ObjectLockMode, ServerSideEncryption,
 use aws_smithy_types::DateTime;
 use sha2::{Digest, Sha256};
 
-use crate::aws::{describe, http_status, is_transient};
+use crate::aws::{classify, describe, http_status};
 use crate::pipeline::{ArchiveObject, ArchiveStore, PutOutcome, StoreError};
 
 /// The user-metadata name that identifies the SQS message an object holds.
@@ -102,7 +102,7 @@ impl S3Archive {
         error: &SdkError<E, HttpResponse>,
     ) -> StoreError {
         StoreError {
-            transient: is_transient(error),
+            kind: classify(error),
             detail: format!("{action} s3://{}/{key}: {}", self.bucket, describe(error)),
         }
     }

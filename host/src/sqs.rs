@@ -10,8 +10,9 @@ use aws_sdk_sqs::types::{
     MessageSystemAttributeName, QueueAttributeName,
 };
 
-use crate::aws::{describe, is_transient};
-use crate::pipeline::{MessageQueue, QueueRef, ReceivedMessage};
+use crate::aws::{classify, describe, is_denied, FailureKind};
+use crate::health::Depth;
+use crate::pipeline::{MessageQueue, QueueFailure, QueueRef, ReceivedMessage};
 
 /// SQS limits a batch call to ten entries.
 pub const MAX_BATCH: usize = 10;
@@ -41,16 +42,18 @@ pub enum QueueError {
     },
 }
 
-/// A failed receive.
+/// A failed receive (or depth read).
 #[derive(Debug, thiserror::Error)]
-#[error("ReceiveMessage on {queue}: {detail}")]
+#[error("{action} on {queue}: {detail}")]
 pub struct ReceiveError {
+    /// The call.
+    pub action: &'static str,
     /// The queue name.
     pub queue: String,
     /// What failed.
     pub detail: String,
-    /// Whether retrying may help.
-    pub transient: bool,
+    /// Whether retrying may help, or a permission is missing.
+    pub kind: FailureKind,
 }
 
 impl SqsSource {
@@ -140,7 +143,47 @@ impl SqsSource {
         let fifo = attributes
             .get(&QueueAttributeName::FifoQueue)
             .map_or(name.ends_with(".fifo"), |v| v == "true");
-        Ok(QueueRef { url, name, fifo })
+        let arn = attributes
+            .get(&QueueAttributeName::QueueArn)
+            .cloned()
+            .unwrap_or_else(|| format!("arn:aws:sqs:*:*:{name}"));
+        Ok(QueueRef {
+            url,
+            name,
+            arn,
+            fifo,
+        })
+    }
+
+    /// The queue's message counts (visible, in flight, delayed).
+    pub async fn depth(&self, queue: &QueueRef) -> Result<Depth, ReceiveError> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&queue.url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .map_err(|error| ReceiveError {
+                action: "GetQueueAttributes",
+                queue: queue.name.clone(),
+                kind: classify(&error),
+                detail: describe(&error),
+            })?;
+        let attributes = out.attributes().cloned().unwrap_or_default();
+        let count = |name: QueueAttributeName| {
+            attributes
+                .get(&name)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        Ok(Depth {
+            visible: count(QueueAttributeName::ApproximateNumberOfMessages),
+            in_flight: count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+            delayed: count(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
+        })
     }
 
     /// One long poll: up to `max` messages, waiting up to `wait_secs`, hidden
@@ -163,8 +206,9 @@ impl SqsSource {
             .send()
             .await
             .map_err(|error| ReceiveError {
+                action: "ReceiveMessage",
                 queue: queue.name.clone(),
-                transient: is_transient(&error),
+                kind: classify(&error),
                 detail: describe(&error),
             })?;
         Ok(out
@@ -194,7 +238,7 @@ impl SqsSource {
 }
 
 impl MessageQueue for SqsSource {
-    async fn delete(&self, queue: &QueueRef, receipts: &[String]) -> Vec<(String, String)> {
+    async fn delete(&self, queue: &QueueRef, receipts: &[String]) -> Vec<QueueFailure> {
         let mut failures = Vec::new();
         for chunk in receipts.chunks(MAX_BATCH) {
             let entries = chunk
@@ -215,24 +259,18 @@ impl MessageQueue for SqsSource {
                 .set_entries(Some(entries))
                 .send()
                 .await;
-            match result {
-                Ok(out) => failures.extend(out.failed().iter().filter_map(|f| {
-                    let receipt = chunk.get(f.id().parse::<usize>().ok()?)?;
-                    Some((
-                        receipt.clone(),
-                        format!("{}: {}", f.code(), f.message().unwrap_or("")),
-                    ))
-                })),
-                Err(error) => {
-                    let reason = describe(&error);
-                    failures.extend(chunk.iter().map(|r| (r.clone(), reason.clone())));
-                }
-            }
+            collect_failures(chunk, result, &mut failures);
         }
         failures
     }
 
-    async fn set_visibility(&self, queue: &QueueRef, receipts: &[String], seconds: i32) {
+    async fn set_visibility(
+        &self,
+        queue: &QueueRef,
+        receipts: &[String],
+        seconds: i32,
+    ) -> Vec<QueueFailure> {
+        let mut failures = Vec::new();
         for chunk in receipts.chunks(MAX_BATCH) {
             let entries = chunk
                 .iter()
@@ -253,19 +291,92 @@ impl MessageQueue for SqsSource {
                 .set_entries(Some(entries))
                 .send()
                 .await;
-            // Not fatal: the message comes back when its visibility timeout ends.
-            match result {
-                Ok(out) if !out.failed().is_empty() => tracing::warn!(
-                    queue = %queue.name, failed = out.failed().len(), seconds,
-                    "could not change the visibility of some messages"
-                ),
-                Ok(_) => {}
-                Err(error) => tracing::warn!(
-                    queue = %queue.name, error = %describe(&error), seconds,
-                    "could not change message visibility"
-                ),
-            }
+            collect_failures(chunk, result, &mut failures);
         }
+        failures
+    }
+}
+
+/// The entries a batch call (delete or visibility) could not do: all of
+/// them when the call failed, else those it lists as failed.
+fn collect_failures<O: BatchFailures, E: ProvideErrorMetadata + std::error::Error + 'static>(
+    chunk: &[String],
+    result: Result<O, SdkError<E, aws_sdk_sqs::config::http::HttpResponse>>,
+    failures: &mut Vec<QueueFailure>,
+) {
+    match result {
+        Ok(out) => failures.extend(out.failed_entries().into_iter().filter_map(
+            |(id, code, message, sender_fault)| {
+                let receipt = chunk.get(id.parse::<usize>().ok()?)?;
+                Some(QueueFailure {
+                    receipt: receipt.clone(),
+                    kind: entry_failure_kind(&code, sender_fault),
+                    detail: format!("{code}: {message}"),
+                })
+            },
+        )),
+        Err(error) => {
+            let (kind, detail) = (classify(&error), describe(&error));
+            failures.extend(chunk.iter().map(|receipt| QueueFailure {
+                receipt: receipt.clone(),
+                kind,
+                detail: detail.clone(),
+            }));
+        }
+    }
+}
+
+/// A failed entry of a batch call: the sender's fault (an invalid or expired
+/// receipt handle, a denied key) is permanent; SQS's own is transient.
+fn entry_failure_kind(code: &str, sender_fault: bool) -> FailureKind {
+    if is_denied(None, Some(code)) {
+        FailureKind::Denied
+    } else if sender_fault {
+        FailureKind::Permanent
+    } else {
+        FailureKind::Transient
+    }
+}
+
+/// The failed entries of an SQS batch response, uniformly.
+trait BatchFailures {
+    /// (id, code, message, sender fault) of each failed entry.
+    fn failed_entries(&self) -> Vec<(String, String, String, bool)>;
+}
+
+impl BatchFailures for aws_sdk_sqs::operation::delete_message_batch::DeleteMessageBatchOutput {
+    fn failed_entries(&self) -> Vec<(String, String, String, bool)> {
+        self.failed()
+            .iter()
+            .map(|f| {
+                let message = f.message().unwrap_or("").to_string();
+                (
+                    f.id().to_string(),
+                    f.code().to_string(),
+                    message,
+                    f.sender_fault(),
+                )
+            })
+            .collect()
+    }
+}
+
+impl BatchFailures
+    for aws_sdk_sqs::operation::change_message_visibility_batch::ChangeMessageVisibilityBatchOutput
+{
+    fn failed_entries(&self) -> Vec<(String, String, String, bool)> {
+        self.failed()
+            .iter()
+            .map(|f| {
+                let message = f.message().unwrap_or("").to_string();
+                (
+                    f.id().to_string(),
+                    f.code().to_string(),
+                    message,
+                    f.sender_fault(),
+                )
+            })
+            .collect()
     }
 }
 

@@ -4,7 +4,7 @@
 //! environment, at init; an invalid setting is reported to the Runtime API's
 //! init-error endpoint, naming it. Each invocation routes its records in one
 //! component call, stores them with `run`'s delivery rules
-//! ([`BatchRun::store_all`]) and returns the ids not archived as
+//! ([`BatchRun::store`]) and returns the ids not archived as
 //! `batchItemFailures`; Lambda deletes the others. It never deletes itself.
 
 use std::collections::BTreeMap;
@@ -183,7 +183,7 @@ impl Function {
         // messages, but nothing here depends on it).
         let mut batches: BTreeMap<&str, Batch> = BTreeMap::new();
         for ((index, record), route) in records.iter().enumerate().zip(routes) {
-            let batch = batches.entry(&record.queue.url).or_insert_with(|| Batch {
+            let batch = batches.entry(&record.queue.arn).or_insert_with(|| Batch {
                 queue: record.queue.clone(),
                 indices: Vec::new(),
                 messages: Vec::new(),
@@ -217,7 +217,7 @@ impl Function {
                     counters,
                     shutdown,
                 };
-                run.store_all(messages, routes).await
+                run.store(messages, &routes).await
             }
         }));
         let clock = async {
@@ -288,7 +288,7 @@ impl Function {
             .map(|record| Message {
                 message_id: &record.message.message_id,
                 // The ARN: the component takes the queue name from it.
-                queue: &record.queue.url,
+                queue: &record.queue.arn,
                 // Only the `event` source reads the body: spare the copy otherwise.
                 body: if self.time_source == TimeSource::Event {
                     &record.message.body
@@ -317,7 +317,7 @@ struct Batch {
 /// One record of the event, as the pipeline sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Record {
-    /// `url` is the record's `eventSourceARN`: no SQS call is ever made with it.
+    /// From the record's `eventSourceARN` (`url` too: no SQS call is made).
     queue: QueueRef,
     message: ReceivedMessage,
 }
@@ -360,7 +360,9 @@ fn records(messages: Vec<SqsMessage>) -> Result<Vec<Record>, InvalidEvent> {
                 queue: QueueRef {
                     fifo: name.ends_with(".fifo"),
                     name,
+                    // No SQS call is ever made with it: Lambda deletes.
                     url: arn.clone(),
+                    arn,
                 },
                 message: ReceivedMessage {
                     first_receive_ms: millis("ApproximateFirstReceiveTimestamp"),

@@ -242,6 +242,57 @@ impl Moto {
             .expect("put object");
     }
 
+    /// Creates an IAM user whose only permissions are `policy` (an IAM
+    /// policy document) and returns its access key id and secret. moto checks
+    /// them once [`Moto::enforce_iam`] is on. Uses boto3 from the project's
+    /// venv: the host crate has no IAM client, and the call is setup only.
+    #[allow(dead_code, reason = "used by the reliability suite")]
+    pub fn iam_user(&self, name: &str, policy: &serde_json::Value) -> (String, String) {
+        let script = r#"
+import json, sys, boto3
+endpoint, name, policy = sys.argv[1:4]
+iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
+                   aws_access_key_id="testing", aws_secret_access_key="testing")
+iam.create_user(UserName=name)
+iam.put_user_policy(UserName=name, PolicyName="under-test", PolicyDocument=policy)
+key = iam.create_access_key(UserName=name)["AccessKey"]
+print(json.dumps([key["AccessKeyId"], key["SecretAccessKey"]]))
+"#;
+        let output = Command::new(repo_root().join(".venv/bin/python"))
+            .args(["-c", script, &self.endpoint, name, &policy.to_string()])
+            .output()
+            .expect("run the venv's python (scripts/setup.sh installs it)");
+        assert!(
+            output.status.success(),
+            "creating IAM user {name}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).expect("access key JSON")
+    }
+
+    /// Turns moto's IAM enforcement on (every request is checked against the
+    /// caller's policies) or off, through its `/moto-api/reset-auth` call.
+    #[allow(dead_code, reason = "used by the reliability suite")]
+    pub async fn enforce_iam(&self, on: bool) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let body = if on { "0" } else { "inf" };
+        let address = self.endpoint.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connect to moto");
+        let request = format!(
+            "POST /moto-api/reset-auth HTTP/1.1\r\nHost: {address}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        assert!(
+            response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200"),
+            "reset-auth: {response}"
+        );
+    }
+
     /// `audit-archiver` with this endpoint and dummy credentials.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(BIN);

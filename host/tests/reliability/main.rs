@@ -18,6 +18,7 @@ mod hostile;
 mod kill9;
 mod outage;
 mod proxy;
+mod refused;
 mod secrets;
 mod sigterm;
 #[path = "../e2e/support.rs"]

@@ -47,6 +47,9 @@ pub struct Plan {
     pub sqs_500_permille: u32,
     /// Per mille of SQS requests forwarded, then answered 503.
     pub sqs_503_after_permille: u32,
+    /// Per mille of SQS `DeleteMessageBatch` requests answered 500 without
+    /// forwarding (on top of `sqs_500_permille`).
+    pub sqs_delete_500_permille: u32,
     /// Delay added to every forwarded request (load).
     pub latency: Duration,
 }
@@ -60,6 +63,7 @@ impl Default for Plan {
             s3_500_after_permille: 0,
             sqs_500_permille: 0,
             sqs_503_after_permille: 0,
+            sqs_delete_500_permille: 0,
             latency: Duration::ZERO,
         }
     }
@@ -484,7 +488,9 @@ async fn handle(mut client: TcpStream, shared: Arc<Shared>) -> std::io::Result<(
     let plan = *shared.plan.lock().unwrap();
     let mut answer_after = None;
     if sqs {
-        if roll(&shared, plan.sqs_500_permille) {
+        let failed_delete =
+            target.contains("DeleteMessage") && roll(&shared, plan.sqs_delete_500_permille);
+        if failed_delete || roll(&shared, plan.sqs_500_permille) {
             stats.sqs_500.fetch_add(1, Ordering::Relaxed);
             client
                 .write_all(&error_response(
