@@ -11,6 +11,14 @@ if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   rustup target add wasm32-wasip2
 fi
 
+# The Lambda package: objdump checks bootstrap's glibc needs, zip packs it.
+if ! command -v objdump >/dev/null || ! command -v zip >/dev/null; then
+  echo "setup: installing binutils and zip (Debian packages)"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=sudo
+  $sudo_cmd apt-get update -qq && $sudo_cmd apt-get install -y -qq binutils zip
+fi
+
 requirements=tests/requirements.txt
 stamp=".venv/.installed-$(sha256sum "$requirements" | cut -c1-16)"
 if [ ! -f "$stamp" ]; then

@@ -3,8 +3,8 @@
 # scripts/setup.sh), checks formatting and lints, builds the routing component
 # and the host, and runs every test — unit, property, fuzz, shared vectors,
 # end-to-end and reliability scenarios against a local moto S3/SQS server, the
-# component in Node.js and Python, a smoke run of the benchmarks, template lint,
-# the Prometheus alerting rules' unit tests.
+# component in Node.js and Python, the Lambda package, a smoke run of the
+# benchmarks, template lint, the Prometheus alerting rules' unit tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS
@@ -29,6 +29,8 @@ step "benchmarks build and run one tiny iteration (not timed: numbers are in BEN
 cargo bench -p audit-archiver --bench component --quiet -- --test
 bench/e2e.sh --quick
 bench/readback.sh --quick
+scripts/package-lambda.sh --no-build
+.venv/bin/python bench/lambda.py --quick
 
 step "the same component in Node.js (jco) and Python (wasmtime-py), compared with the host"
 scripts/test-runtimes.sh

@@ -66,6 +66,14 @@ pub enum Command {
     ///
     /// Example: audit-archiver query --bucket acme-audit-archive --tenant acme --from 2025-03-01 --to 2025-03-31 --action-type UPDATE
     Query(Box<QueryArgs>),
+    /// Run as an SQS-triggered AWS Lambda function (the Runtime API loop):
+    /// store each record of an event, return the ids not archived as
+    /// `batchItemFailures`. Settings come from the same environment variables
+    /// as `run`. The executable started as `bootstrap` with no arguments runs
+    /// this.
+    ///
+    /// Example: audit-archiver lambda --precompile-to target/lambda/router.cwasm
+    Lambda(Box<LambdaArgs>),
 }
 
 /// Options shared by `run` and `route`.
@@ -292,6 +300,220 @@ pub struct RouteArgs {
     /// The event to route: a file, or `-` for stdin.
     #[arg(long, value_name = "FILE|-")]
     pub event: PathBuf,
+}
+
+/// `lambda` options: `run`'s environment variables that apply to a function
+/// (a Lambda function gets no flags; the flags exist for local use).
+#[derive(Debug, Args)]
+pub struct LambdaArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub routing: RoutingArgs,
+
+    /// The archive bucket. Example: S3_BUCKET_NAME=acme-audit-archive
+    #[arg(long, env = "S3_BUCKET_NAME", value_name = "NAME")]
+    pub bucket: Option<String>,
+
+    /// A custom S3 endpoint, e.g. a local emulator: http://127.0.0.1:5000
+    #[arg(long, env = "AWS_ENDPOINT_URL", value_name = "URL")]
+    pub endpoint_url: Option<String>,
+
+    /// The AWS region (Lambda sets AWS_REGION).
+    #[arg(long, env = "AWS_REGION", value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// Key prefix of messages that cannot be routed. [default: _quarantine/]
+    #[arg(long, env = "AUDIT_ARCHIVER_QUARANTINE_PREFIX", value_name = "PREFIX")]
+    pub quarantine_prefix: Option<String>,
+
+    /// Server-side encryption of stored objects: AES256 or aws:kms.
+    #[arg(long, env = "AUDIT_ARCHIVER_SSE", value_name = "AES256|aws:kms")]
+    pub sse: Option<String>,
+
+    /// The KMS key for --sse aws:kms (ID, ARN or alias ARN).
+    #[arg(long, env = "AUDIT_ARCHIVER_SSE_KMS_KEY_ID", value_name = "KEY")]
+    pub sse_kms_key_id: Option<String>,
+
+    /// Refuse to write unless the bucket belongs to this account ID.
+    #[arg(
+        long,
+        env = "AUDIT_ARCHIVER_EXPECTED_BUCKET_OWNER",
+        value_name = "ACCOUNT_ID"
+    )]
+    pub expected_bucket_owner: Option<String>,
+
+    /// Storage class of stored objects, e.g. STANDARD_IA or GLACIER_IR.
+    #[arg(long, env = "AUDIT_ARCHIVER_STORAGE_CLASS", value_name = "CLASS")]
+    pub storage_class: Option<String>,
+
+    /// Object Lock retention mode for each stored object: GOVERNANCE or COMPLIANCE.
+    #[arg(long, env = "AUDIT_ARCHIVER_OBJECT_LOCK_MODE", value_name = "MODE")]
+    pub object_lock_mode: Option<String>,
+
+    /// Days each object is locked, with --object-lock-mode.
+    #[arg(
+        long,
+        env = "AUDIT_ARCHIVER_OBJECT_LOCK_RETAIN_DAYS",
+        value_name = "DAYS"
+    )]
+    pub object_lock_retain_days: Option<u32>,
+
+    /// Attempts per S3 request (the SDK's retries), first included. [default: 5]
+    #[arg(long, env = "AUDIT_ARCHIVER_MAX_ATTEMPTS", value_name = "N")]
+    pub max_attempts: Option<u32>,
+
+    /// Time limit of one call into the routing component. [default: 1000]
+    #[arg(long, env = "AUDIT_ARCHIVER_COMPONENT_TIMEOUT_MS", value_name = "MS")]
+    pub component_timeout_ms: Option<u64>,
+
+    /// Memory limit of the routing component. [default: 64]
+    #[arg(long, env = "AUDIT_ARCHIVER_COMPONENT_MEMORY_MIB", value_name = "MIB")]
+    pub component_memory_mib: Option<usize>,
+
+    /// No new PUT starts when less than this remains before the invocation's
+    /// deadline; the response is sent at the latest when a third of it
+    /// remains. Unfinished records are reported as failures. [default: 3000]
+    #[arg(long, env = "AUDIT_ARCHIVER_DEADLINE_MARGIN_MS", value_name = "MS")]
+    pub deadline_margin_ms: Option<u64>,
+
+    /// The precompiled component (written by --precompile-to). [default:
+    /// router.cwasm in $LAMBDA_TASK_ROOT (else beside the executable) if
+    /// present, else the component is compiled at init]
+    #[arg(long, env = "AUDIT_ARCHIVER_PRECOMPILED", value_name = "PATH")]
+    pub precompiled: Option<PathBuf>,
+
+    /// Compile the embedded component to native code for this machine's
+    /// wasmtime and configuration, write it to PATH and exit (packaging step).
+    #[arg(long, value_name = "PATH")]
+    pub precompile_to: Option<PathBuf>,
+}
+
+/// Validated `lambda` settings.
+#[derive(Debug, Clone)]
+pub struct LambdaConfig {
+    /// Routing.
+    pub routing: RoutingConfig,
+    /// The bucket.
+    pub bucket: String,
+    /// Endpoint, region, retries.
+    pub aws: AwsSettings,
+    /// Store-step settings.
+    pub pipeline: PipelineSettings,
+    /// Per-object settings.
+    pub objects: ObjectOptions,
+    /// See [`LambdaArgs::deadline_margin_ms`].
+    pub deadline_margin: Duration,
+    /// The precompiled component to load, if any.
+    pub precompiled: Option<PathBuf>,
+}
+
+/// The artifact `lambda` loads by default from `$LAMBDA_TASK_ROOT` (else the
+/// executable's directory): the package's `router.cwasm`.
+pub const PRECOMPILED_FILE: &str = "router.cwasm";
+
+impl LambdaArgs {
+    /// Merges and validates `lambda` options with `run`'s rules. Errors name
+    /// the environment variable (a function has no flags) and the flag.
+    pub fn validate(self) -> Result<LambdaConfig, ConfigError> {
+        let margin_ms = self.deadline_margin_ms.unwrap_or(3000);
+        if !(100..=60_000).contains(&margin_ms) {
+            return Err(name_env(bad(format!(
+                "invalid --deadline-margin-ms {margin_ms}: use 100 to 60000, e.g. 3000"
+            ))));
+        }
+        let explicit_precompiled = self.precompiled.clone();
+        let mut routing = self.routing;
+        // A function's logs are read by machines (CloudWatch Logs Insights).
+        routing.log_format = routing.log_format.or(Some(LogFormat::Json));
+        // An execution environment lives on between invocations: a disk cache
+        // only helps when asked for.
+        if routing.cache_dir.is_none() {
+            routing.no_cache = true;
+        }
+        let component_given = routing.component.is_some();
+        let run = RunArgs {
+            routing,
+            bucket: self.bucket,
+            // `run` wants queues; the event source mapping names them here.
+            queues: vec!["event-source-mapping".into()],
+            queue_prefix: None,
+            endpoint_url: self.endpoint_url,
+            region: self.region,
+            drain: false,
+            concurrency: None,
+            quarantine_prefix: self.quarantine_prefix,
+            visibility_timeout_secs: None,
+            wait_time_secs: None,
+            sse: self.sse,
+            sse_kms_key_id: self.sse_kms_key_id,
+            expected_bucket_owner: self.expected_bucket_owner,
+            storage_class: self.storage_class,
+            object_lock_mode: self.object_lock_mode,
+            object_lock_retain_days: self.object_lock_retain_days,
+            metrics_addr: None,
+            stats_interval_secs: None,
+            max_attempts: self.max_attempts,
+            component_timeout_ms: self.component_timeout_ms,
+            component_memory_mib: self.component_memory_mib,
+        };
+        let run = run.validate().map_err(name_env)?;
+        let precompiled = match explicit_precompiled {
+            Some(path) if component_given => {
+                return Err(name_env(bad(format!(
+                    "--precompiled {} and --component exclude each other: the artifact is the embedded component's",
+                    path.display()
+                ))))
+            }
+            Some(path) => Some(path),
+            None if component_given => None,
+            // Lambda unpacks the zip in LAMBDA_TASK_ROOT (/var/task).
+            None => std::env::var_os("LAMBDA_TASK_ROOT")
+                .map(PathBuf::from)
+                .or_else(|| Some(std::env::current_exe().ok()?.parent()?.to_path_buf()))
+                .map(|dir| dir.join(PRECOMPILED_FILE))
+                .filter(|path| path.is_file()),
+        };
+        Ok(LambdaConfig {
+            routing: run.routing,
+            bucket: run.bucket,
+            aws: run.aws,
+            pipeline: run.pipeline,
+            objects: run.objects,
+            deadline_margin: Duration::from_millis(margin_ms),
+            precompiled,
+        })
+    }
+}
+
+/// Prefixes a message naming a `lambda` flag with that flag's environment
+/// variable, the only way to set it in a function: `S3_BUCKET_NAME (--bucket): …`.
+pub fn name_env(error: ConfigError) -> ConfigError {
+    use clap::CommandFactory;
+    let message = error.0;
+    let cli = Cli::command();
+    let Some(lambda) = cli.find_subcommand("lambda") else {
+        return ConfigError(message);
+    };
+    // The flag named first in the message is the setting at fault.
+    let named = lambda
+        .get_arguments()
+        .filter_map(|arg| {
+            let long = format!("--{}", arg.get_long()?);
+            let env = arg.get_env()?.to_string_lossy().into_owned();
+            let at = message
+                .match_indices(&long)
+                .find(|(at, _)| {
+                    let next = message.as_bytes().get(at + long.len());
+                    !matches!(next, Some(b) if b.is_ascii_alphanumeric() || *b == b'-')
+                })?
+                .0;
+            Some((at, env, long))
+        })
+        .min();
+    match named {
+        Some((_, env, long)) => ConfigError(format!("{env} ({long}): {message}")),
+        None => ConfigError(message),
+    }
 }
 
 /// The config file: every option, snake_case. Unknown keys are errors.
@@ -789,6 +1011,47 @@ mod tests {
             Command::Run(run) => run.validate(),
             _ => unreachable!(),
         }
+    }
+
+    #[test]
+    fn lambda_errors_start_with_the_environment_variable() {
+        let lambda = |args: &[&str]| {
+            let mut argv = vec!["audit-archiver", "lambda"];
+            argv.extend_from_slice(args);
+            match Cli::try_parse_from(argv).expect("flags parse").command {
+                Command::Lambda(args) => args.validate(),
+                _ => unreachable!(),
+            }
+        };
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["--utc-offset", "+25:00"],
+                "AUDIT_ARCHIVER_UTC_OFFSET (--utc-offset): ",
+            ),
+            (&["--bucket", "Bad_Bucket"], "S3_BUCKET_NAME (--bucket): "),
+            (
+                &["--bucket", "archive", "--deadline-margin-ms", "5"],
+                "AUDIT_ARCHIVER_DEADLINE_MARGIN_MS (--deadline-margin-ms): ",
+            ),
+            (
+                &["--bucket", "archive", "--quarantine-prefix", "q"],
+                "AUDIT_ARCHIVER_QUARANTINE_PREFIX (--quarantine-prefix): ",
+            ),
+        ];
+        for (args, start) in cases {
+            let error = lambda(args).unwrap_err().to_string();
+            assert!(error.starts_with(start), "{args:?}: {error}");
+        }
+        // A flag that is a prefix of another is not mistaken for it.
+        let error = name_env(bad("invalid --sse-kms-key-id x")).0;
+        assert!(
+            error.starts_with("AUDIT_ARCHIVER_SSE_KMS_KEY_ID (--sse-kms-key-id)"),
+            "{error}"
+        );
+        let config = lambda(&["--bucket", "archive"]).unwrap();
+        assert_eq!(config.routing.log_format, LogFormat::Json);
+        assert_eq!(config.deadline_margin, Duration::from_secs(3));
+        assert!(config.routing.cache_dir.is_none());
     }
 
     #[test]

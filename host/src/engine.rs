@@ -102,6 +102,18 @@ pub enum ComponentError {
     /// The component rejected the settings.
     #[error("{0}")]
     Settings(SettingsError),
+    /// A precompiled artifact is not this binary's (another build, wasmtime
+    /// version or engine configuration) or is damaged.
+    #[error(
+        "{origin} cannot be used: {detail}. Rebuild it with this very binary: \
+         `audit-archiver lambda --precompile-to PATH` (scripts/package-lambda.sh does)"
+    )]
+    Precompiled {
+        /// Where the artifact came from.
+        origin: String,
+        /// What does not match.
+        detail: String,
+    },
     /// The component trapped while checking the settings.
     #[error("{origin} failed while validating settings: {detail}")]
     Trapped {
@@ -229,6 +241,38 @@ impl RouterComponent {
             origin: origin.clone(),
             detail: format!("{e:#}"),
         })?;
+        Self::from_component(origin, engine, component, settings, limits)
+    }
+
+    /// The embedded component from an artifact written by [`precompiled::write`]:
+    /// no compilation at start-up (an AWS Lambda cold start).
+    pub fn load_precompiled(
+        path: &Path,
+        settings: &transform::Settings,
+        limits: SandboxLimits,
+    ) -> Result<Self, ComponentError> {
+        let origin = format!("precompiled component {}", path.display());
+        let engine = new_engine();
+        let bytes = std::fs::read(path).map_err(|source| ComponentError::Read {
+            origin: origin.clone(),
+            source,
+        })?;
+        let component =
+            precompiled::load(&engine, &bytes).map_err(|detail| ComponentError::Precompiled {
+                origin: origin.clone(),
+                detail,
+            })?;
+        Self::from_component(origin, engine, component, settings, limits)
+    }
+
+    /// Checks and links a compiled component, then validates `settings` with it.
+    fn from_component(
+        origin: String,
+        engine: Engine,
+        component: Component,
+        settings: &transform::Settings,
+        limits: SandboxLimits,
+    ) -> Result<Self, ComponentError> {
         let ty = component.component_type();
         let imports: Vec<String> = ty
             .imports(&engine)
@@ -543,6 +587,70 @@ fn from_wit_route_error(e: wit::RouteError) -> RouteError {
         W::InvalidTime(d) => RouteError::InvalidTime(d),
         W::InvalidBody(d) => RouteError::InvalidBody(d),
         W::UnsafeKey(d) => RouteError::UnsafeKey(d),
+    }
+}
+
+/// The precompiled embedded component shipped beside the binary (the Lambda
+/// package's `router.cwasm`): wasmtime's `precompile_component` output behind a
+/// header naming what it was built from — the same digest as a [`cache`] entry
+/// name (the embedded component's bytes, this host's version, and the engine's
+/// compatibility hash: wasmtime version, target, CPU features, configuration).
+/// A header for anything else is refused with both names, before wasmtime
+/// reads a byte of native code.
+pub mod precompiled {
+    use std::path::Path;
+
+    use wasmtime::component::Component;
+    use wasmtime::Engine;
+
+    use super::{cache, new_engine, EMBEDDED_COMPONENT};
+
+    const MAGIC: &[u8] = b"audit-archiver precompiled component\n";
+
+    /// The header line this binary writes and accepts.
+    fn expected(engine: &Engine) -> String {
+        cache::entry_name(engine, EMBEDDED_COMPONENT)
+    }
+
+    /// Compiles the embedded component for this binary's engine and writes it
+    /// to `path`.
+    pub fn write(path: &Path) -> anyhow::Result<()> {
+        use anyhow::Context;
+        let engine = new_engine();
+        let native = engine
+            .precompile_component(EMBEDDED_COMPONENT)
+            .map_err(anyhow::Error::from)
+            .context("compiling the embedded component")?;
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(expected(&engine).as_bytes());
+        bytes.push(b'\n');
+        bytes.extend_from_slice(&native);
+        std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// The component in `bytes`, if its header is this binary's.
+    pub fn load(engine: &Engine, bytes: &[u8]) -> Result<Component, String> {
+        let rest = bytes
+            .strip_prefix(MAGIC)
+            .ok_or("it is not an audit-archiver precompiled component")?;
+        let end = rest
+            .iter()
+            .position(|b| *b == b'\n')
+            .ok_or("its header is truncated")?;
+        let found = String::from_utf8_lossy(&rest[..end]);
+        let wanted = expected(engine);
+        if found != wanted {
+            return Err(format!(
+                "it was built by another audit-archiver build, wasmtime version or engine \
+                 configuration (it is {found}, this binary needs {wanted})"
+            ));
+        }
+        // SAFETY: `deserialize` runs the native code in these bytes as is.
+        // They come from the deployment package (read-only in Lambda), written
+        // by `write` above for exactly this component, host version and engine
+        // (checked just now), and wasmtime checks its own version and
+        // configuration header again.
+        unsafe { Component::deserialize(engine, &rest[end + 1..]) }.map_err(|e| format!("{e:#}"))
     }
 }
 

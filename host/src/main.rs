@@ -1,5 +1,7 @@
 //! The `audit-archiver` binary: parse flags, validate, run one command, map
 //! the outcome to an exit code (0 done, 1 work failed, 2 invalid settings).
+//! Started as `bootstrap` with no arguments (an AWS Lambda package), it runs
+//! `lambda`.
 
 use std::process::ExitCode;
 
@@ -8,7 +10,13 @@ use audit_archiver::config::{self, Cli, Command};
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // Lambda starts a custom runtime's `bootstrap` with no arguments.
+    let started_as = argv.first().map(std::path::Path::new);
+    if argv.len() == 1 && started_as.and_then(|p| p.file_name()) == Some("bootstrap".as_ref()) {
+        argv.push("lambda".into());
+    }
+    let cli = Cli::parse_from(argv);
     let outcome = match cli.command {
         Command::Route(args) => args
             .validate()
@@ -44,6 +52,7 @@ fn main() -> ExitCode {
                     .map_err(|e| CommandError::Runtime(e.into()))?
                     .block_on(commands::query::query(config))
             }),
+        Command::Lambda(args) => commands::lambda::lambda(*args),
     };
     let exit = outcome.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");

@@ -6,7 +6,9 @@
 //! (`host/tests/deploy_policy.rs`), and the reliability suite
 //! (`host/tests/reliability/refused.rs`) drains queues with the keys of a user
 //! holding exactly the README's host policy while moto enforces IAM: a new call
-//! on that path needing a permission the policy lacks fails the test.
+//! on that path needing a permission the policy lacks fails the test. The
+//! Lambda function's role in the template is checked against
+//! [`lambda_actions`], the auditor's policy against [`auditor_actions`].
 
 /// SQS actions on the tenant queues. `DeleteMessageBatch` and
 /// `ChangeMessageVisibilityBatch` are authorised by the single-message actions.
@@ -80,6 +82,36 @@ pub fn auditor_actions() -> Vec<&'static str> {
         AUDITOR_BUCKET_ACTIONS,
         AUDITOR_OBJECT_ACTIONS,
         AUDITOR_KMS_ACTIONS,
+    ]
+    .concat();
+    all.sort_unstable();
+    all
+}
+
+/// SQS actions on the tenant queues that Lambda's event source mapping
+/// performs with the function's role (the function itself calls no SQS API).
+pub const LAMBDA_SQS_ACTIONS: &[&str] = &[
+    "sqs:ChangeMessageVisibility",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+    "sqs:ReceiveMessage",
+];
+
+/// CloudWatch Logs actions Lambda uses to write the function's log stream
+/// (the log group is created by the template, not by the function).
+pub const LAMBDA_LOG_ACTIONS: &[&str] = &["logs:CreateLogStream", "logs:PutLogEvents"];
+
+/// Every action the Lambda function's role needs, sorted: the event source
+/// mapping's, the log's, and the same S3 (and optional Object Lock and KMS)
+/// actions as the host.
+pub fn lambda_actions() -> Vec<&'static str> {
+    let mut all: Vec<&'static str> = [
+        LAMBDA_SQS_ACTIONS,
+        LAMBDA_LOG_ACTIONS,
+        S3_BUCKET_ACTIONS,
+        S3_OBJECT_ACTIONS,
+        S3_OBJECT_LOCK_ACTIONS,
+        KMS_ACTIONS,
     ]
     .concat();
     all.sort_unstable();

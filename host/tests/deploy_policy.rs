@@ -1,4 +1,6 @@
-//! The host's IAM permissions, as written for people, match the code.
+//! The host's IAM permissions, as written for people, match the code; so do
+//! the Lambda function role's (`# lambda-actions-begin` / `# lambda-actions-end`
+//! in the template, against `permissions::lambda_actions()`).
 //!
 //! `audit_archiver::permissions::all_actions()` lists every AWS action the host
 //! calls. Two documents grant those actions and must list exactly the same set:
@@ -22,6 +24,8 @@ const TEMPLATE: &str = "deploy/cloudformation.yaml";
 const README: &str = "README.md";
 const BEGIN: &str = "# host-actions-begin";
 const END: &str = "# host-actions-end";
+const LAMBDA_BEGIN: &str = "# lambda-actions-begin";
+const LAMBDA_END: &str = "# lambda-actions-end";
 const README_MARKER: &str = "<!-- host-iam-policy -->";
 const AUDITOR_BEGIN: &str = "# auditor-actions-begin";
 const AUDITOR_END: &str = "# auditor-actions-end";
@@ -89,7 +93,7 @@ fn template_actions(template: &str, begin: &str, end: &str) -> BTreeSet<String> 
         if trimmed.starts_with(begin) {
             assert!(
                 !inside,
-                "{TEMPLATE}:{number}: `{begin}` inside another host-actions region"
+                "{TEMPLATE}:{number}: `{begin}` inside another such region"
             );
             inside = true;
             regions += 1;
@@ -199,6 +203,17 @@ fn cloudformation_host_role_grants_exactly_the_code_actions() {
     let template = read_repo_file(TEMPLATE);
     let actions = template_host_actions(&template);
     assert_matches_code(&format!("the host role in {TEMPLATE}"), &actions);
+}
+
+#[test]
+fn cloudformation_lambda_role_grants_exactly_the_code_actions() {
+    let template = read_repo_file(TEMPLATE);
+    let actions = template_actions(&template, LAMBDA_BEGIN, LAMBDA_END);
+    assert_matches(
+        &format!("the Lambda function role in {TEMPLATE}"),
+        &actions,
+        permissions::lambda_actions(),
+    );
 }
 
 #[test]

@@ -1,0 +1,423 @@
+//! `audit-archiver lambda` (and the executable started as `bootstrap`): an
+//! SQS-triggered AWS Lambda function. Settings are validated and the
+//! component, its instance and the S3 client are built once per execution
+//! environment, at init; an invalid setting is reported to the Runtime API's
+//! init-error endpoint, naming it. Each invocation routes its records in one
+//! component call, stores them with `run`'s delivery rules
+//! ([`BatchRun::store`]) and returns the ids not archived as
+//! `batchItemFailures`; Lambda deletes the others. It never deletes itself.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use audit_archiver_transform::{Message, Placement, TimeSource};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use super::{load_component, CommandError, Exit};
+use crate::config::{bare_queue_name, name_env, LambdaArgs, LambdaConfig};
+use crate::engine::{ComponentError, RouteFailure, RouterComponent, RouterInstance};
+use crate::metrics::Counters;
+use crate::pipeline::{BatchRun, PipelineSettings, QueueRef, ReceivedMessage, Settlement};
+use crate::s3::S3Archive;
+
+/// The variables the Lambda service sets for a custom runtime; the runtime
+/// loop cannot start without them.
+const RUNTIME_VARIABLES: [&str; 4] = [
+    "AWS_LAMBDA_RUNTIME_API",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+];
+
+/// Runs `lambda`.
+pub fn lambda(args: LambdaArgs) -> Result<Exit, CommandError> {
+    if let Some(path) = &args.precompile_to {
+        crate::engine::precompiled::write(path).map_err(CommandError::Runtime)?;
+        eprintln!("wrote {}", path.display());
+        return Ok(Exit::Success);
+    }
+    if let Some(missing) = RUNTIME_VARIABLES
+        .iter()
+        .find(|name| std::env::var_os(name).is_none())
+    {
+        return Err(CommandError::Startup(format!(
+            "{missing} is not set: `audit-archiver lambda` runs inside AWS Lambda (as the \
+             package's `bootstrap`), which sets it; use `audit-archiver run` elsewhere"
+        )));
+    }
+    let validated = args.validate();
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| CommandError::Runtime(e.into()))?;
+    runtime.block_on(async move {
+        let config = match validated {
+            Ok(config) => config,
+            Err(error) => {
+                report_init_error("Runtime.InvalidSetting", &error.0).await;
+                return Err(CommandError::Startup(error.0));
+            }
+        };
+        crate::init_logging(config.routing.log_format);
+        let function = match Function::init(&config).await {
+            Ok(function) => std::sync::Arc::new(function),
+            Err(message) => {
+                tracing::error!(error = %message, "init failed");
+                report_init_error("Runtime.InitFailed", &message).await;
+                return Err(CommandError::Startup(message));
+            }
+        };
+        lambda_runtime::run(lambda_runtime::service_fn(
+            move |event: LambdaEvent<SqsEvent>| {
+                let function = function.clone();
+                async move { function.invoke(event).await }
+            },
+        ))
+        .await
+        .map_err(|e| {
+            CommandError::Runtime(anyhow::anyhow!("the Lambda runtime loop ended: {e}"))
+        })?;
+        Ok(Exit::Success)
+    })
+}
+
+/// Tells Lambda that init failed and why (`POST /runtime/init/error`, the
+/// Runtime API's documented body); Lambda then logs it and fails the
+/// invocation without sending any event.
+async fn report_init_error(error_type: &str, message: &str) {
+    use lambda_runtime_api_client::{body::Body, build_request, Client};
+    let body = serde_json::json!({
+        "errorMessage": message,
+        "errorType": error_type,
+        "stackTrace": [],
+    });
+    let request = build_request()
+        .method("POST")
+        .uri("/2018-06-01/runtime/init/error")
+        .header("Lambda-Runtime-Function-Error-Type", error_type)
+        .header("Content-Type", "application/json")
+        .body(Body::from(body.to_string()));
+    let sent = match (Client::builder().build(), request) {
+        (Ok(client), Ok(request)) => client.call(request).await.map(|_| ()),
+        (Err(e), _) => Err(e.into()),
+        (_, Err(e)) => Err(e.into()),
+    };
+    if let Err(error) = sent {
+        eprintln!("error: cannot report the init error to the Runtime API: {error}");
+    }
+}
+
+/// What lives as long as the execution environment.
+struct Function {
+    router: Mutex<RouterInstance>,
+    archive: S3Archive,
+    pipeline: PipelineSettings,
+    time_source: TimeSource,
+    deadline_margin: Duration,
+}
+
+impl Function {
+    /// Loads the component (precompiled when the package has it), builds the
+    /// S3 client and checks the bucket. An error names the setting.
+    async fn init(config: &LambdaConfig) -> Result<Function, String> {
+        let started = Instant::now();
+        let component = match &config.precompiled {
+            Some(path) => RouterComponent::load_precompiled(
+                path,
+                &config.routing.settings,
+                config.routing.limits,
+            )
+            .map_err(|error| match error {
+                ComponentError::Settings(e) => crate::config::settings_error_message(&e),
+                other => format!("invalid --precompiled: {other}"),
+            }),
+            None => load_component(&config.routing).map_err(|e| e.to_string()),
+        }
+        .map_err(|message| name_env(crate::config::ConfigError(message)).0)?;
+        let router = component.instance().map_err(|e| e.to_string())?;
+        let clients = crate::aws::clients(&config.aws)
+            .await
+            .map_err(|e| name_env(crate::config::ConfigError(e.to_string())).0)?;
+        let archive = S3Archive::new(clients.s3, config.bucket.clone(), config.objects.clone());
+        archive
+            .check_bucket()
+            .await
+            .map_err(|e| format!("S3_BUCKET_NAME (--bucket): {e}"))?;
+        tracing::info!(
+            bucket = %config.bucket,
+            component = component.origin(),
+            key_template = %config.routing.settings.key_template,
+            init_ms = started.elapsed().as_millis() as u64,
+            "audit-archiver function ready"
+        );
+        Ok(Function {
+            router: Mutex::new(router),
+            archive,
+            pipeline: config.pipeline.clone(),
+            time_source: config.routing.settings.time_source,
+            deadline_margin: config.deadline_margin,
+        })
+    }
+
+    async fn invoke(&self, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, InvalidEvent> {
+        let (event, context) = event.into_parts();
+        let deadline = UNIX_EPOCH + Duration::from_millis(context.deadline);
+        let span = tracing::info_span!("invocation", request_id = %context.request_id);
+        self.settle_event(event, deadline, &context.request_id)
+            .instrument(span)
+            .await
+    }
+
+    async fn settle_event(
+        &self,
+        event: SqsEvent,
+        deadline: SystemTime,
+        request_id: &str,
+    ) -> Result<SqsBatchResponse, InvalidEvent> {
+        let started = Instant::now();
+        let records = records(event.records)?;
+        let routes = self.route(&records);
+
+        // Stores per source queue (an event source mapping sends one queue's
+        // messages, but nothing here depends on it).
+        let mut batches: BTreeMap<&str, Batch> = BTreeMap::new();
+        for ((index, record), route) in records.iter().enumerate().zip(routes) {
+            let batch = batches.entry(&record.queue.arn).or_insert_with(|| Batch {
+                queue: record.queue.clone(),
+                indices: Vec::new(),
+                messages: Vec::new(),
+                routes: Vec::new(),
+            });
+            batch.indices.push(index);
+            batch.messages.push(record.message.clone());
+            batch.routes.push(route);
+        }
+        let mut batches: Vec<Batch> = batches.into_values().collect();
+
+        let remaining = deadline
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        let stop_puts = remaining.saturating_sub(self.deadline_margin);
+        let respond_by = remaining.saturating_sub(self.deadline_margin / 3);
+        // No new PUT starts once `stop_puts` has passed (they are Released).
+        let (stop, shutdown) = watch::channel(stop_puts.is_zero());
+        let counters = Counters::default();
+        let work = futures::future::join_all(batches.iter_mut().map(|batch| {
+            let shutdown = shutdown.clone();
+            let counters = &counters;
+            let routes = std::mem::take(&mut batch.routes);
+            let (queue, messages) = (&batch.queue, &batch.messages);
+            async move {
+                let run = BatchRun {
+                    store: &self.archive,
+                    queue_client: &(),
+                    queue,
+                    settings: &self.pipeline,
+                    counters,
+                    shutdown,
+                };
+                run.store(messages, &routes).await
+            }
+        }));
+        let clock = async {
+            tokio::time::sleep(stop_puts).await;
+            let _ = stop.send(true);
+            tokio::time::sleep(respond_by.saturating_sub(stop_puts)).await;
+        };
+        let settled = tokio::select! {
+            settled = work => Some(settled),
+            // PUTs still in flight are abandoned: their records are reported,
+            // and a redelivery finds whatever landed (same message id).
+            () = clock => None,
+        };
+
+        let mut outcome: Vec<Option<Settlement>> = vec![None; records.len()];
+        if let Some(settled) = settled {
+            for (batch, settlements) in batches.iter().zip(settled) {
+                for (index, settlement) in batch.indices.iter().zip(settlements) {
+                    outcome[*index] = Some(settlement);
+                }
+            }
+        }
+        let failures: Vec<&str> = records
+            .iter()
+            .zip(&outcome)
+            .filter(|(_, settlement)| !settlement.as_ref().is_some_and(Settlement::deletable))
+            .map(|(record, _)| record.message.message_id.as_str())
+            .collect();
+        let unfinished: Vec<&str> = records
+            .iter()
+            .zip(&outcome)
+            .filter(|(_, s)| matches!(s, None | Some(Settlement::Released)))
+            .map(|(record, _)| record.message.message_id.as_str())
+            .collect();
+        if !unfinished.is_empty() {
+            tracing::warn!(
+                message_ids = ?unfinished,
+                remaining_ms = remaining.as_millis() as u64,
+                "deadline near: records left unfinished are reported as failures"
+            );
+        }
+        let summary = counters.snapshot();
+        tracing::info!(
+            request_id,
+            records = records.len(),
+            stored = summary.stored,
+            collisions = summary.collisions,
+            already_present = summary.already_present,
+            quarantined = summary.quarantined,
+            failed = summary.failed,
+            unfinished = unfinished.len(),
+            retries = summary.retries,
+            batch_item_failures = failures.len(),
+            duration_ms = started.elapsed().as_millis() as u64,
+            "invocation settled"
+        );
+        let mut response = SqsBatchResponse::default();
+        for id in failures {
+            response.add_failure(id);
+        }
+        Ok(response)
+    }
+
+    /// One component call for the whole event.
+    fn route(&self, records: &[Record]) -> Vec<Result<Placement, RouteFailure>> {
+        let inputs: Vec<Message<'_>> = records
+            .iter()
+            .map(|record| Message {
+                message_id: &record.message.message_id,
+                // The ARN: the component takes the queue name from it.
+                queue: &record.queue.arn,
+                // Only the `event` source reads the body: spare the copy otherwise.
+                body: if self.time_source == TimeSource::Event {
+                    &record.message.body
+                } else {
+                    ""
+                },
+                first_receive_ms: record.message.first_receive_ms,
+                sent_ms: record.message.sent_ms,
+            })
+            .collect();
+        self.router
+            .lock()
+            .expect("a routing call never panics while holding the instance")
+            .route_batch(&inputs)
+    }
+}
+
+/// One queue's share of an event.
+struct Batch {
+    queue: QueueRef,
+    indices: Vec<usize>,
+    messages: Vec<ReceivedMessage>,
+    routes: Vec<Result<Placement, RouteFailure>>,
+}
+
+/// One record of the event, as the pipeline sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Record {
+    /// From the record's `eventSourceARN` (`url` too: no SQS call is made).
+    queue: QueueRef,
+    message: ReceivedMessage,
+}
+
+/// An event that cannot be answered record by record: Lambda retries the
+/// whole batch (and, after the redrive policy's count, moves it to the DLQ).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct InvalidEvent(String);
+
+impl From<InvalidEvent> for Diagnostic {
+    fn from(error: InvalidEvent) -> Diagnostic {
+        Diagnostic {
+            error_type: "InvalidEvent".into(),
+            error_message: error.0,
+        }
+    }
+}
+
+/// The records, in event order. A record without a `messageId` cannot be named
+/// in `batchItemFailures`, so it fails the whole invocation.
+fn records(messages: Vec<SqsMessage>) -> Result<Vec<Record>, InvalidEvent> {
+    messages
+        .into_iter()
+        .enumerate()
+        .map(|(index, message)| {
+            let message_id = message
+                .message_id
+                .filter(|id| !id.is_empty())
+                .ok_or_else(|| {
+                    InvalidEvent(format!(
+                        "record {index} has no messageId, so it cannot be reported in \
+                         batchItemFailures: is this an SQS event?"
+                    ))
+                })?;
+            let arn = message.event_source_arn.unwrap_or_default();
+            let name = bare_queue_name(&arn).to_string();
+            let millis = |name: &str| message.attributes.get(name)?.parse::<u64>().ok();
+            Ok(Record {
+                queue: QueueRef {
+                    fifo: name.ends_with(".fifo"),
+                    name,
+                    // No SQS call is ever made with it: Lambda deletes.
+                    url: arn.clone(),
+                    arn,
+                },
+                message: ReceivedMessage {
+                    first_receive_ms: millis("ApproximateFirstReceiveTimestamp"),
+                    sent_ms: millis("SentTimestamp"),
+                    group_id: message.attributes.get("MessageGroupId").cloned(),
+                    message_id,
+                    receipt_handle: message.receipt_handle.unwrap_or_default(),
+                    body: message.body.unwrap_or_default(),
+                },
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(json: serde_json::Value) -> Vec<SqsMessage> {
+        serde_json::from_value::<SqsEvent>(json).unwrap().records
+    }
+
+    #[test]
+    fn records_carry_queue_group_and_times_from_the_documented_event_shape() {
+        let records = records(event(serde_json::json!({"Records": [{
+            "messageId": "m1",
+            "receiptHandle": "r1",
+            "body": "{}",
+            "attributes": {
+                "ApproximateReceiveCount": "1",
+                "SentTimestamp": "1750991540000",
+                "ApproximateFirstReceiveTimestamp": "1750991540913",
+                "MessageGroupId": "g1"
+            },
+            "messageAttributes": {},
+            "eventSource": "aws:sqs",
+            "eventSourceARN": "arn:aws:sqs:ap-northeast-1:123456789012:acme-auditlog.fifo",
+            "awsRegion": "ap-northeast-1"
+        }]})))
+        .unwrap();
+        assert_eq!(records[0].queue.name, "acme-auditlog.fifo");
+        assert!(records[0].queue.fifo);
+        assert_eq!(records[0].message.first_receive_ms, Some(1_750_991_540_913));
+        assert_eq!(records[0].message.sent_ms, Some(1_750_991_540_000));
+        assert_eq!(records[0].message.group_id.as_deref(), Some("g1"));
+        assert_eq!(records[0].message.receipt_handle, "r1");
+    }
+
+    #[test]
+    fn a_record_without_a_message_id_fails_the_whole_event() {
+        let error = records(event(serde_json::json!({"Records": [
+            {"messageId": "m1", "body": "x"},
+            {"body": "y"}
+        ]})))
+        .unwrap_err();
+        assert!(error.0.contains("record 1"), "{error}");
+    }
+}
