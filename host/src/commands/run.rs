@@ -659,6 +659,7 @@ async fn settle_batch(
         settings: &shared.pipeline,
         counters: &shared.counters,
         shutdown,
+        extra_metadata: &[],
     };
     let settle = run.settle(&messages, routes);
     tokio::pin!(settle);
