@@ -1489,4 +1489,109 @@ mod tests {
             "{error}"
         );
     }
+
+    fn backfill_args(args: &[&str]) -> Result<BackfillConfig, ConfigError> {
+        let mut argv = vec!["audit-archiver", "backfill"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv).expect("flags parse").command {
+            Command::Backfill(backfill) => backfill.validate(),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn backfill_flags_are_checked_and_name_their_flags() {
+        let dir = std::env::temp_dir().join(format!("aa-backfill-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let keys = dir.join("keys.env");
+        std::fs::write(
+            &keys,
+            "# Prisma Cloud\nPRISMA_ACCESS_KEY_ID=id-123\nPRISMA_SECRET_KEY=\"s3cr3t\"\n",
+        )
+        .unwrap();
+        let keys = keys.to_str().unwrap();
+        let base = [
+            "--bucket",
+            "archive",
+            "--tenant",
+            "acme",
+            "--api-url",
+            "https://api.prismacloud.io",
+            "--credentials-file",
+            keys,
+        ];
+        let with = |extra: &[&str]| {
+            let mut args = base.to_vec();
+            args.extend_from_slice(extra);
+            backfill_args(&args)
+        };
+        let config = with(&["--from", "2026-01-01", "--to", "2026-01-31"]).unwrap();
+        // Whole days of JST: 2026-01-01T00:00+09:00 to 2026-02-01T00:00+09:00.
+        assert_eq!(config.from_ms, 1_767_193_200_000);
+        assert_eq!(config.to_ms, Some(1_767_193_200_000 + 31 * 86_400_000));
+        assert_eq!(config.routing.settings.time_source, TimeSource::Event);
+        assert_eq!(
+            config.tenants[0].credentials.secret_key,
+            Secret::new("s3cr3t".into())
+        );
+        assert_eq!(config.state_prefix, "_state/");
+        assert!(!format!("{config:?}").contains("s3cr3t"));
+        let cases: &[(&[&str], &str)] = &[
+            (&[], "--from"),
+            (&["--from", "yesterday"], "--from"),
+            (&["--from", "2026-02-01", "--to", "2026-01-01"], "--from"),
+            (
+                &["--from", "2026-01-01", "--page-size", "50"],
+                "--page-size",
+            ),
+            (
+                &["--from", "2026-01-01", "--api-requests-per-sec", "0"],
+                "--api-requests-per-sec",
+            ),
+            (
+                &["--from", "2026-01-01", "--state-prefix", "state"],
+                "--state-prefix",
+            ),
+            (
+                &["--from", "2026-01-01", "--time-source", "sent"],
+                "--time-source",
+            ),
+            (&["--from", "2026-01-01", "--sse", "kms"], "--sse"),
+            (
+                &[
+                    "--from",
+                    "2026-01-01",
+                    "--follow",
+                    "--follow-interval-mins",
+                    "0",
+                ],
+                "--follow-interval-mins",
+            ),
+        ];
+        for (args, flag) in cases {
+            let error = with(args).unwrap_err().to_string();
+            assert!(error.contains(flag), "{args:?}: {error}");
+        }
+        std::fs::write(dir.join("bad.env"), "s3cr3t\n").unwrap();
+        let bad = dir.join("bad.env");
+        let error = backfill_args(&[
+            "--bucket",
+            "archive",
+            "--tenant",
+            "acme",
+            "--api-url",
+            "https://api.prismacloud.io",
+            "--credentials-file",
+            bad.to_str().unwrap(),
+            "--from",
+            "2026-01-01",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("--credentials-file") && !error.contains("s3cr3t"),
+            "{error}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
