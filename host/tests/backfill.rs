@@ -772,6 +772,56 @@ async fn wrong_or_missing_credentials_exit_2_and_write_nothing() {
     let output = support::run_with_limit(moto.command(&with_file), Duration::from_secs(60));
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(summary(&output)["stored"], 58);
+
+    // --follow: after the range it keeps polling; SIGTERM stops it cleanly.
+    let mut follow = with_file.clone();
+    follow.extend_from_slice(&["--follow", "--follow-interval-mins", "1"]);
+    let mut child = moto
+        .command(&follow)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (out, err) = (
+        support::drain(child.stdout.take()),
+        support::drain(child.stderr.take()),
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "--follow keeps running"
+    );
+    let stopped_at = Instant::now();
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let output = std::process::Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    };
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stopped_at.elapsed() < Duration::from_secs(5));
+    let followed = summary(&output);
+    assert_eq!(
+        (
+            followed["windows_skipped"].as_u64(),
+            followed["stored"].as_u64()
+        ),
+        (Some(5), Some(0)),
+        "{followed}"
+    );
+
     std::fs::write(&file, format!("{SECRET_KEY}\n")).unwrap();
     let output = support::run_with_limit(moto.command(&with_file), Duration::from_secs(30));
     let log = stderr(&output);
