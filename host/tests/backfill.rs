@@ -668,6 +668,18 @@ async fn kill_9_mid_run_then_rerun_archives_exactly_once() {
     .await;
     let moto = Moto::start().await;
     let bucket = moto.bucket().await;
+    // Versioned, so an overwrite would show as a second version.
+    moto.s3
+        .put_bucket_versioning()
+        .bucket(&bucket)
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
     let args = backfill_args(
         &bucket,
         &api.url,
@@ -709,6 +721,34 @@ async fn kill_9_mid_run_then_rerun_archives_exactly_once() {
     );
     let checkpoints = audit_archive(&moto, &bucket, &records, &api.url).await;
     assert_eq!(checkpoints.len(), 30);
+    let mut per_key: BTreeMap<String, usize> = BTreeMap::new();
+    let (mut key_marker, mut version_marker) = (None, None);
+    loop {
+        let page = moto
+            .s3
+            .list_object_versions()
+            .bucket(&bucket)
+            .set_key_marker(key_marker)
+            .set_version_id_marker(version_marker)
+            .send()
+            .await
+            .unwrap();
+        for version in page.versions() {
+            *per_key
+                .entry(version.key().unwrap().to_string())
+                .or_default() += 1;
+        }
+        if page.is_truncated() != Some(true) {
+            break;
+        }
+        key_marker = page.next_key_marker().map(str::to_string);
+        version_marker = page.next_version_id_marker().map(str::to_string);
+    }
+    assert_eq!(per_key.len(), records.len() + 30);
+    assert!(
+        per_key.values().all(|n| *n == 1),
+        "an object was overwritten"
+    );
     println!("killed at {kills:?} objects; fake API: {}", api.stats());
 }
 
