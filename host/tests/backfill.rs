@@ -8,8 +8,8 @@
 //! and `nextPageToken`, a rate limit of 10 requests/s answered with 429). It
 //! misbehaves on purpose: tokens expire after 3 s and are revoked now and
 //! then, some requests get 429 or 500, one connection is reset, page sizes
-//! vary, and records are spaced and escaped in several ways so that a
-//! re-encoded body would show.
+//! vary, an outage can be switched on mid-run, and records are spaced and
+//! escaped in several ways so that a re-encoded body would show.
 
 #[path = "e2e/support.rs"]
 #[allow(dead_code)]
@@ -57,6 +57,8 @@ struct FakeState {
     errors: u64,
     resets: u64,
     served: u64,
+    /// Every audit call after this many answers 503 (an outage).
+    outage_after: Option<u64>,
 }
 
 /// A fake Prisma Cloud API (see the module doc for the document it follows).
@@ -258,6 +260,10 @@ impl Api {
                 state.log_calls += 1;
                 let n = state.log_calls;
                 let f = self.faults;
+                if state.outage_after.is_some_and(|after| n > after) {
+                    state.errors += 1;
+                    return Reply::Respond(503, vec![], String::new());
+                }
                 if f.reset_at == Some(n) {
                     state.resets += 1;
                     return Reply::Reset;
@@ -871,4 +877,56 @@ async fn wrong_or_missing_credentials_exit_2_and_write_nothing() {
         "{log}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_api_outage_mid_range_exits_1_keeps_checkpoints_and_a_rerun_finishes() {
+    let records = records(300, 0, 10);
+    let quiet = Faults {
+        every_429: 1_000,
+        every_500: 1_000,
+        every_revoke: 1_000,
+        reset_at: None,
+    };
+    let api = FakePrisma::start(records.clone(), 100, quiet).await;
+    api.state.lock().unwrap().outage_after = Some(4);
+    let moto = Moto::start().await;
+    let bucket = moto.bucket().await;
+    let args = backfill_args(
+        &bucket,
+        &api.url,
+        ("2026-01-01", "2026-01-10"),
+        &["--api-max-attempts", "3", "--page-size", "100"],
+    );
+    let output = support::run_with_limit(with_keys(moto.command(&args)), Duration::from_secs(60));
+    let log = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("HTTP 503") && log.contains("after 3 attempt(s)"),
+        "{log}"
+    );
+    let cut = summary(&output);
+    let incomplete = cut["windows_incomplete"].as_u64().unwrap();
+    assert!((1..10).contains(&incomplete), "{cut}");
+    let checkpoints: Vec<String> = moto
+        .objects(&bucket)
+        .await
+        .into_keys()
+        .filter(|k| k.starts_with("_state/"))
+        .collect();
+    assert_eq!(checkpoints.len() as u64, 10 - incomplete, "{cut}");
+
+    // The API is back: the rerun skips the completed days and finishes.
+    api.state.lock().unwrap().outage_after = None;
+    let output = support::run_with_limit(with_keys(moto.command(&args)), Duration::from_secs(60));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let rerun = summary(&output);
+    assert_eq!(
+        rerun["windows_skipped"].as_u64(),
+        Some(10 - incomplete),
+        "{rerun}"
+    );
+    let all = audit_archive(&moto, &bucket, &records, &api.url).await;
+    assert_eq!(all.len(), 10);
+    assert!(checkpoints.iter().all(|c| all.contains(c)));
 }
