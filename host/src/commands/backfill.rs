@@ -24,10 +24,7 @@ use super::{load_component, CommandError, Exit};
 use crate::config::{BackfillConfig, FollowSettings, TenantSource};
 use crate::engine::{RouterComponent, RouterInstance};
 use crate::metrics::Counters;
-use crate::pipeline::{
-    stopped, BatchRun, MessageQueue, PipelineSettings, QueueFailure, QueueRef, ReceivedMessage,
-    Settlement,
-};
+use crate::pipeline::{stopped, BatchRun, PipelineSettings, QueueRef, ReceivedMessage, Settlement};
 use crate::prisma::{ApiCounters, ApiError, PrismaClient};
 use crate::s3::S3Archive;
 
@@ -36,26 +33,6 @@ const SOURCE: &str = "prisma-api";
 
 /// One day, the window size.
 const DAY_MS: i64 = 86_400_000;
-
-/// No queue: records come from the API, so nothing is ever deleted from or
-/// released to a queue. [`BatchRun::store`] never calls it; it exists because
-/// the pipeline is generic over where messages come from.
-struct NoQueue;
-
-impl MessageQueue for NoQueue {
-    async fn delete(&self, _queue: &QueueRef, _receipts: &[String]) -> Vec<QueueFailure> {
-        Vec::new()
-    }
-
-    async fn set_visibility(
-        &self,
-        _queue: &QueueRef,
-        _receipts: &[String],
-        _seconds: i32,
-    ) -> Vec<QueueFailure> {
-        Vec::new()
-    }
-}
 
 /// The message id of an API record: `api-` + hex SHA-256 of its canonical
 /// JSON (object keys sorted recursively, no whitespace), so the same record
@@ -571,7 +548,8 @@ impl TenantRun {
         ];
         let run = BatchRun {
             store: &self.shared.archive,
-            queue_client: &NoQueue,
+            // No queue: records come from the API; `store` makes no queue call.
+            queue_client: &(),
             queue: &queue,
             settings: &self.shared.pipeline,
             counters: &self.shared.counters,
