@@ -14,6 +14,7 @@ use serde::Deserialize;
 use crate::aws::AwsSettings;
 use crate::engine::SandboxLimits;
 use crate::pipeline::PipelineSettings;
+use crate::prisma::{ClientSettings, Credentials, Secret};
 use crate::s3::ObjectOptions;
 
 mod read;
@@ -74,6 +75,12 @@ pub enum Command {
     ///
     /// Example: audit-archiver lambda --precompile-to target/lambda/router.cwasm
     Lambda(Box<LambdaArgs>),
+    /// Archive the audit records the Prisma Cloud API still holds (its last
+    /// 120 days), one day at a time, into the same layout as `run`;
+    /// resumable, and with --follow keeps polling for new records.
+    ///
+    /// Example: audit-archiver backfill --bucket acme-audit-archive --tenant acme --api-url https://api.prismacloud.io --from 2026-08-01
+    Backfill(Box<BackfillArgs>),
 }
 
 /// Options shared by `run` and `route`.
@@ -549,6 +556,9 @@ struct FileConfig {
     max_attempts: Option<u32>,
     component_timeout_ms: Option<u64>,
     component_memory_mib: Option<usize>,
+    tenants: Option<Vec<TenantFileEntry>>,
+    state_prefix: Option<String>,
+    api_requests_per_sec: Option<f64>,
 }
 
 fn read_file(path: Option<&PathBuf>) -> Result<FileConfig, ConfigError> {
@@ -856,39 +866,106 @@ impl RunArgs {
             )));
         }
 
-        let sse = self.sse.or(file.sse.clone());
-        let sse_kms_key_id = self.sse_kms_key_id.or(file.sse_kms_key_id.clone());
-        match (sse.as_deref(), &sse_kms_key_id) {
-            (None | Some("AES256") | Some("aws:kms"), None) | (Some("aws:kms"), Some(_)) => {}
-            (None | Some("AES256"), Some(_)) => {
-                return Err(bad("--sse-kms-key-id needs --sse aws:kms"))
-            }
-            (Some(other), _) => {
-                return Err(bad(format!(
-                    "invalid --sse {other:?}: use AES256 or aws:kms"
-                )))
-            }
+        let (aws, objects) = validate_storage(
+            StorageFlags {
+                endpoint_url: self.endpoint_url,
+                region: self.region,
+                max_attempts: self.max_attempts,
+                sse: self.sse,
+                sse_kms_key_id: self.sse_kms_key_id,
+                expected_bucket_owner: self.expected_bucket_owner,
+                storage_class: self.storage_class,
+                object_lock_mode: self.object_lock_mode,
+                object_lock_retain_days: self.object_lock_retain_days,
+            },
+            &file,
+        )?;
+        let stats = self
+            .stats_interval_secs
+            .or(file.stats_interval_secs)
+            .unwrap_or(60);
+        Ok(RunConfig {
+            routing,
+            bucket,
+            queues,
+            aws,
+            drain,
+            concurrency,
+            pipeline: PipelineSettings {
+                quarantine_prefix,
+                ..PipelineSettings::default()
+            },
+            visibility_timeout_secs,
+            wait_time_secs,
+            objects,
+            metrics_addr: self.metrics_addr.or(file.metrics_addr),
+            stats_interval: (stats > 0).then(|| Duration::from_secs(stats)),
+        })
+    }
+}
+
+/// The S3, object and AWS flags shared by `run` and `backfill`, as given.
+#[derive(Debug, Default)]
+pub struct StorageFlags {
+    /// `--endpoint-url`.
+    pub endpoint_url: Option<String>,
+    /// `--region`.
+    pub region: Option<String>,
+    /// `--max-attempts`.
+    pub max_attempts: Option<u32>,
+    /// `--sse`.
+    pub sse: Option<String>,
+    /// `--sse-kms-key-id`.
+    pub sse_kms_key_id: Option<String>,
+    /// `--expected-bucket-owner`.
+    pub expected_bucket_owner: Option<String>,
+    /// `--storage-class`.
+    pub storage_class: Option<String>,
+    /// `--object-lock-mode`.
+    pub object_lock_mode: Option<String>,
+    /// `--object-lock-retain-days`.
+    pub object_lock_retain_days: Option<u32>,
+}
+
+/// Merges the S3/object/AWS flags with the file and validates them, naming
+/// the flag of any invalid value.
+fn validate_storage(
+    flags: StorageFlags,
+    file: &FileConfig,
+) -> Result<(AwsSettings, ObjectOptions), ConfigError> {
+    let sse = flags.sse.or(file.sse.clone());
+    let sse_kms_key_id = flags.sse_kms_key_id.or(file.sse_kms_key_id.clone());
+    match (sse.as_deref(), &sse_kms_key_id) {
+        (None | Some("AES256") | Some("aws:kms"), None) | (Some("aws:kms"), Some(_)) => {}
+        (None | Some("AES256"), Some(_)) => {
+            return Err(bad("--sse-kms-key-id needs --sse aws:kms"))
         }
-        let expected_bucket_owner = self
-            .expected_bucket_owner
-            .or(file.expected_bucket_owner.clone());
-        if let Some(owner) = &expected_bucket_owner {
-            check_account_id(owner)?;
+        (Some(other), _) => {
+            return Err(bad(format!(
+                "invalid --sse {other:?}: use AES256 or aws:kms"
+            )))
         }
-        let storage_class = self.storage_class.or(file.storage_class.clone());
-        if let Some(class) = &storage_class {
-            if !STORAGE_CLASSES.contains(&class.as_str()) {
-                return Err(bad(format!(
-                    "invalid --storage-class {class:?}: use one of {}",
-                    STORAGE_CLASSES.join(", ")
-                )));
-            }
+    }
+    let expected_bucket_owner = flags
+        .expected_bucket_owner
+        .or(file.expected_bucket_owner.clone());
+    if let Some(owner) = &expected_bucket_owner {
+        check_account_id(owner)?;
+    }
+    let storage_class = flags.storage_class.or(file.storage_class.clone());
+    if let Some(class) = &storage_class {
+        if !STORAGE_CLASSES.contains(&class.as_str()) {
+            return Err(bad(format!(
+                "invalid --storage-class {class:?}: use one of {}",
+                STORAGE_CLASSES.join(", ")
+            )));
         }
-        let lock_mode = self.object_lock_mode.or(file.object_lock_mode.clone());
-        let lock_days = self
-            .object_lock_retain_days
-            .or(file.object_lock_retain_days);
-        let object_lock = match (lock_mode, lock_days) {
+    }
+    let lock_mode = flags.object_lock_mode.or(file.object_lock_mode.clone());
+    let lock_days = flags
+        .object_lock_retain_days
+        .or(file.object_lock_retain_days);
+    let object_lock = match (lock_mode, lock_days) {
             (None, None) => None,
             (Some(mode), Some(days)) if matches!(mode.as_str(), "GOVERNANCE" | "COMPLIANCE") && (1..=36_500).contains(&days) => {
                 Some((mode, days))
@@ -905,46 +982,508 @@ impl RunArgs {
                 ))
             }
         };
-        let max_attempts = self.max_attempts.or(file.max_attempts).unwrap_or(5);
-        if !(1..=20).contains(&max_attempts) {
+    let max_attempts = flags.max_attempts.or(file.max_attempts).unwrap_or(5);
+    if !(1..=20).contains(&max_attempts) {
+        return Err(bad(format!(
+            "invalid --max-attempts {max_attempts}: use 1 to 20, e.g. 5"
+        )));
+    }
+    let endpoint_url = flags.endpoint_url.or(file.endpoint_url.clone());
+    if let Some(url) = &endpoint_url {
+        check_endpoint_url(url)?;
+    }
+    Ok((
+        AwsSettings {
+            endpoint_url,
+            region: flags.region.or(file.region.clone()),
+            max_attempts,
+        },
+        ObjectOptions {
+            sse,
+            sse_kms_key_id,
+            expected_bucket_owner,
+            storage_class,
+            object_lock,
+        },
+    ))
+}
+
+/// `backfill` options.
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub routing: RoutingArgs,
+
+    /// The archive bucket. Example: --bucket acme-audit-archive
+    #[arg(long, env = "S3_BUCKET_NAME", value_name = "NAME")]
+    pub bucket: Option<String>,
+
+    /// The tenant the records belong to (the first segment of their keys).
+    /// Without it, the config file's [[tenants]] tables are used.
+    #[arg(long, env = "PRISMA_TENANT", value_name = "TENANT")]
+    pub tenant: Option<String>,
+
+    /// The tenant's Prisma Cloud API host, e.g. https://api.prismacloud.io,
+    /// https://api2.prismacloud.io, https://api.eu.prismacloud.io.
+    #[arg(long, env = "PRISMA_API_URL", value_name = "URL")]
+    pub api_url: Option<String>,
+
+    /// A file with the access key as two lines, PRISMA_ACCESS_KEY_ID=… and
+    /// PRISMA_SECRET_KEY=…. Otherwise the environment variables of those names.
+    #[arg(long, env = "PRISMA_CREDENTIALS_FILE", value_name = "FILE")]
+    pub credentials_file: Option<PathBuf>,
+
+    /// First day (YYYY-MM-DD, in --utc-offset) or instant (RFC 3339) to
+    /// archive. Prisma Cloud keeps 120 days. Example: --from 2026-08-01
+    #[arg(long, env = "AUDIT_ARCHIVER_FROM", value_name = "DATE")]
+    pub from: Option<String>,
+
+    /// Last day, included (YYYY-MM-DD), or an instant, excluded (RFC 3339).
+    /// [default: now]
+    #[arg(long, env = "AUDIT_ARCHIVER_TO", value_name = "DATE")]
+    pub to: Option<String>,
+
+    /// After the range, keep polling the most recent records until SIGTERM.
+    #[arg(long, env = "AUDIT_ARCHIVER_FOLLOW")]
+    pub follow: bool,
+
+    /// With --follow, minutes between two polls. [default: 10]
+    #[arg(long, env = "AUDIT_ARCHIVER_FOLLOW_INTERVAL_MINS", value_name = "MINS")]
+    pub follow_interval_mins: Option<u64>,
+
+    /// With --follow, how far back each poll reaches before the previous
+    /// one's end, for records the API indexes late. [default: 30]
+    #[arg(long, env = "AUDIT_ARCHIVER_FOLLOW_OVERLAP_MINS", value_name = "MINS")]
+    pub follow_overlap_mins: Option<u64>,
+
+    /// Key prefix of the progress checkpoints. [default: _state/]
+    #[arg(long, env = "AUDIT_ARCHIVER_STATE_PREFIX", value_name = "PREFIX")]
+    pub state_prefix: Option<String>,
+
+    /// Most Prisma Cloud API requests per second, per tenant (the API allows
+    /// 10). [default: 10]
+    #[arg(long, env = "AUDIT_ARCHIVER_API_REQUESTS_PER_SEC", value_name = "N")]
+    pub api_requests_per_sec: Option<f64>,
+
+    /// Attempts per Prisma Cloud API request, the first included. [default: 8]
+    #[arg(long, env = "AUDIT_ARCHIVER_API_MAX_ATTEMPTS", value_name = "N")]
+    pub api_max_attempts: Option<u32>,
+
+    /// Records asked for per page, 100 to 500. [default: 500]
+    #[arg(long, env = "AUDIT_ARCHIVER_PAGE_SIZE", value_name = "N")]
+    pub page_size: Option<u32>,
+
+    /// Token age at which it is renewed (tokens live 600 s). [default: 480]
+    #[arg(
+        long,
+        env = "AUDIT_ARCHIVER_API_TOKEN_RENEW_SECS",
+        value_name = "SECS",
+        hide = true
+    )]
+    pub api_token_renew_secs: Option<u64>,
+
+    /// Most records being stored at once. [default: 32]
+    #[arg(long, env = "AUDIT_ARCHIVER_CONCURRENCY", value_name = "N")]
+    pub concurrency: Option<usize>,
+
+    /// Key prefix of records that cannot be routed. [default: _quarantine/]
+    #[arg(long, env = "AUDIT_ARCHIVER_QUARANTINE_PREFIX", value_name = "PREFIX")]
+    pub quarantine_prefix: Option<String>,
+
+    /// A custom S3 endpoint, e.g. a local emulator: http://127.0.0.1:5000
+    #[arg(long, env = "AWS_ENDPOINT_URL", value_name = "URL")]
+    pub endpoint_url: Option<String>,
+
+    /// The AWS region. Otherwise the SDK's chain (AWS_REGION, profile).
+    #[arg(long, env = "AWS_REGION", value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// Server-side encryption of stored objects: AES256 or aws:kms.
+    #[arg(long, env = "AUDIT_ARCHIVER_SSE", value_name = "AES256|aws:kms")]
+    pub sse: Option<String>,
+
+    /// The KMS key for --sse aws:kms (ID, ARN or alias ARN).
+    #[arg(long, env = "AUDIT_ARCHIVER_SSE_KMS_KEY_ID", value_name = "KEY")]
+    pub sse_kms_key_id: Option<String>,
+
+    /// Refuse to write unless the bucket belongs to this account ID.
+    #[arg(
+        long,
+        env = "AUDIT_ARCHIVER_EXPECTED_BUCKET_OWNER",
+        value_name = "ACCOUNT_ID"
+    )]
+    pub expected_bucket_owner: Option<String>,
+
+    /// Storage class of stored objects, e.g. STANDARD_IA or GLACIER_IR.
+    #[arg(long, env = "AUDIT_ARCHIVER_STORAGE_CLASS", value_name = "CLASS")]
+    pub storage_class: Option<String>,
+
+    /// Object Lock retention mode for each stored object: GOVERNANCE or COMPLIANCE.
+    #[arg(long, env = "AUDIT_ARCHIVER_OBJECT_LOCK_MODE", value_name = "MODE")]
+    pub object_lock_mode: Option<String>,
+
+    /// Days each object is locked, with --object-lock-mode.
+    #[arg(
+        long,
+        env = "AUDIT_ARCHIVER_OBJECT_LOCK_RETAIN_DAYS",
+        value_name = "DAYS"
+    )]
+    pub object_lock_retain_days: Option<u32>,
+
+    /// Attempts per AWS request, first included. [default: 5]
+    #[arg(long, env = "AUDIT_ARCHIVER_MAX_ATTEMPTS", value_name = "N")]
+    pub max_attempts: Option<u32>,
+}
+
+/// One `[[tenants]]` table of the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantFileEntry {
+    tenant: String,
+    api_url: String,
+    credentials_file: Option<PathBuf>,
+}
+
+/// One Prisma Cloud account to backfill.
+#[derive(Debug, Clone)]
+pub struct TenantSource {
+    /// The tenant (first key segment).
+    pub tenant: String,
+    /// The API host.
+    pub api_url: String,
+    /// Its access key.
+    pub credentials: Credentials,
+}
+
+impl TenantSource {
+    /// The queue name the component is given for this tenant's records; a
+    /// tenant override maps it to the tenant.
+    pub fn queue_name(&self) -> String {
+        api_queue_name(&self.tenant)
+    }
+}
+
+fn api_queue_name(tenant: &str) -> String {
+    format!("prisma-api-{tenant}")
+}
+
+/// `--follow` settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowSettings {
+    /// Time between two polls.
+    pub every: Duration,
+    /// How far each poll reaches back before the previous one's end.
+    pub overlap: Duration,
+}
+
+/// Validated `backfill` settings.
+#[derive(Debug, Clone)]
+pub struct BackfillConfig {
+    /// Routing (time source `event`, a tenant override per tenant).
+    pub routing: RoutingConfig,
+    /// The bucket.
+    pub bucket: String,
+    /// Endpoint, region, retries.
+    pub aws: AwsSettings,
+    /// Per-object settings.
+    pub objects: ObjectOptions,
+    /// Store-step settings.
+    pub pipeline: PipelineSettings,
+    /// Records stored at once.
+    pub concurrency: usize,
+    /// The accounts to read.
+    pub tenants: Vec<TenantSource>,
+    /// Start of the range, epoch ms.
+    pub from_ms: i64,
+    /// End of the range (excluded), epoch ms; `None` is the start time.
+    pub to_ms: Option<i64>,
+    /// `--follow`.
+    pub follow: Option<FollowSettings>,
+    /// Checkpoint key prefix.
+    pub state_prefix: String,
+    /// API pacing and retries.
+    pub api: ClientSettings,
+}
+
+/// Reads an access key from `--credentials-file` or the environment. Errors
+/// name the file and the variables, never a value.
+fn read_credentials(file: Option<&PathBuf>) -> Result<Credentials, ConfigError> {
+    const ID: &str = "PRISMA_ACCESS_KEY_ID";
+    const SECRET: &str = "PRISMA_SECRET_KEY";
+    let (id, secret, origin) = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                bad(format!(
+                    "cannot read --credentials-file {}: {}",
+                    path.display(),
+                    e.kind()
+                ))
+            })?;
+            let (mut id, mut secret) = (None, None);
+            for (number, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                let line = line.strip_prefix("export ").unwrap_or(line);
+                let Some((name, value)) = line.split_once('=') else {
+                    return Err(bad(format!(
+                        "invalid --credentials-file {}: line {} is not NAME=VALUE (expected {ID}=… and {SECRET}=…)",
+                        path.display(),
+                        number + 1
+                    )));
+                };
+                let value = value
+                    .trim()
+                    .trim_matches('"')
+                    .trim_matches('\'')
+                    .to_string();
+                match name.trim() {
+                    ID => id = Some(value),
+                    SECRET => secret = Some(value),
+                    _ => {}
+                }
+            }
+            (id, secret, format!("--credentials-file {}", path.display()))
+        }
+        None => (
+            std::env::var(ID).ok(),
+            std::env::var(SECRET).ok(),
+            "the environment".to_string(),
+        ),
+    };
+    match (id.filter(|v| !v.is_empty()), secret.filter(|v| !v.is_empty())) {
+        (Some(id), Some(secret)) => Ok(Credentials {
+            access_key_id: Secret::new(id),
+            secret_key: Secret::new(secret),
+        }),
+        _ => Err(bad(format!(
+            "no Prisma Cloud access key in {origin}: set {ID} and {SECRET}, or pass --credentials-file FILE \
+             holding the lines {ID}=… and {SECRET}=…"
+        ))),
+    }
+}
+
+/// `YYYY-MM-DD` (a whole day in the offset; `end` takes the next midnight)
+/// or an RFC 3339 instant, as epoch ms.
+fn parse_instant(
+    flag: &str,
+    text: &str,
+    offset_minutes: i16,
+    end: bool,
+) -> Result<i64, ConfigError> {
+    let text = text.trim();
+    if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        let date = if end {
+            date.succ_opt().unwrap_or(date)
+        } else {
+            date
+        };
+        let midnight = date
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight exists")
+            .and_utc()
+            .timestamp_millis();
+        return Ok(midnight - i64::from(offset_minutes) * 60_000);
+    }
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.timestamp_millis())
+        .map_err(|_| {
+            bad(format!(
+                "invalid {flag} {text:?}: expected YYYY-MM-DD (a day in --utc-offset) or an RFC 3339 time, \
+                 e.g. 2026-08-01 or 2026-08-01T00:00:00+09:00"
+            ))
+        })
+}
+
+impl BackfillArgs {
+    /// Merges and validates `backfill` options.
+    pub fn validate(self) -> Result<BackfillConfig, ConfigError> {
+        let file = read_file(self.routing.config.as_ref())?;
+        let limits = sandbox_limits(file.component_timeout_ms, file.component_memory_mib)?;
+        if let Some(source) = self.routing.time_source.or(file.time_source) {
+            if source != TimeSourceArg::Event {
+                return Err(bad(
+                    "backfill names objects by the record's own timestamp: drop --time-source (or pass --time-source event)",
+                ));
+            }
+        }
+        let mut routing = self.routing.validate(&file, limits)?;
+        routing.settings.time_source = TimeSource::Event;
+
+        let bucket = self.bucket.or(file.bucket.clone()).ok_or_else(|| {
+            bad("no bucket: pass --bucket NAME or set S3_BUCKET_NAME (e.g. --bucket acme-audit-archive)")
+        })?;
+        check_bucket_name(&bucket)?;
+
+        let mut tenants = Vec::new();
+        match (self.tenant, self.api_url) {
+            (Some(tenant), Some(api_url)) => tenants.push(TenantSource {
+                tenant,
+                api_url,
+                credentials: read_credentials(self.credentials_file.as_ref())?,
+            }),
+            (None, None) => {
+                for entry in file.tenants.iter().flatten() {
+                    let credentials_file =
+                        entry.credentials_file.clone().or(self.credentials_file.clone());
+                    tenants.push(TenantSource {
+                        tenant: entry.tenant.clone(),
+                        api_url: entry.api_url.clone(),
+                        credentials: read_credentials(credentials_file.as_ref())?,
+                    });
+                }
+                if tenants.is_empty() {
+                    return Err(bad(
+                        "no tenant: pass --tenant TENANT --api-url URL, or list [[tenants]] tables \
+                         (tenant, api_url, credentials_file) in --config",
+                    ));
+                }
+            }
+            _ => return Err(bad("--tenant and --api-url go together, e.g. --tenant acme --api-url https://api.prismacloud.io")),
+        }
+        for source in &tenants {
+            transform::queue::check_tenant(&source.tenant)
+                .map_err(|why| bad(format!("invalid --tenant {:?}: {why}", source.tenant)))?;
+            let url = &source.api_url;
+            if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() < 10 {
+                return Err(bad(format!(
+                    "invalid --api-url {url:?}: expected the tenant's API host, e.g. https://api.prismacloud.io"
+                )));
+            }
+            if tenants.iter().filter(|t| t.tenant == source.tenant).count() > 1 {
+                return Err(bad(format!("tenant {:?} is listed twice", source.tenant)));
+            }
+            routing.settings.tenant_overrides.push(TenantOverride {
+                queue: source.queue_name(),
+                tenant: source.tenant.clone(),
+            });
+        }
+
+        let offset = routing.settings.utc_offset_minutes;
+        let from = self.from.ok_or_else(|| {
+            bad("no start: pass --from DATE, e.g. --from 2026-08-01 (Prisma Cloud keeps 120 days)")
+        })?;
+        let from_ms = parse_instant("--from", &from, offset, false)?;
+        let to_ms = self
+            .to
+            .map(|to| parse_instant("--to", &to, offset, true))
+            .transpose()?;
+        let now = chrono::Utc::now().timestamp_millis();
+        if from_ms >= to_ms.unwrap_or(now).min(now) {
             return Err(bad(format!(
-                "invalid --max-attempts {max_attempts}: use 1 to 20, e.g. 5"
+                "--from {from} is not before --to (or now): pass an earlier --from"
             )));
         }
-        let endpoint_url = self.endpoint_url.or(file.endpoint_url.clone());
-        if let Some(url) = &endpoint_url {
-            check_endpoint_url(url)?;
+        let to_ms = to_ms.filter(|&to| to < now);
+
+        let concurrency = self.concurrency.or(file.concurrency).unwrap_or(32);
+        if !(1..=1024).contains(&concurrency) {
+            return Err(bad(format!(
+                "invalid --concurrency {concurrency}: use 1 to 1024, e.g. 32"
+            )));
         }
-        let stats = self
-            .stats_interval_secs
-            .or(file.stats_interval_secs)
-            .unwrap_or(60);
-        Ok(RunConfig {
+        let quarantine_prefix = self
+            .quarantine_prefix
+            .or(file.quarantine_prefix.clone())
+            .unwrap_or_else(|| "_quarantine/".into());
+        check_quarantine_prefix(&quarantine_prefix)?;
+        let state_prefix = self
+            .state_prefix
+            .or(file.state_prefix.clone())
+            .unwrap_or_else(|| "_state/".into());
+        check_quarantine_prefix(&state_prefix).map_err(|e| {
+            bad(e
+                .0
+                .replace("--quarantine-prefix", "--state-prefix")
+                .replace("_quarantine/", "_state/"))
+        })?;
+
+        let follow = if self.follow {
+            let every = self.follow_interval_mins.unwrap_or(10);
+            let overlap = self.follow_overlap_mins.unwrap_or(30);
+            if !(1..=1440).contains(&every) {
+                return Err(bad(format!(
+                    "invalid --follow-interval-mins {every}: use 1 to 1440, e.g. 10"
+                )));
+            }
+            if overlap > 7 * 1440 {
+                return Err(bad(format!(
+                    "invalid --follow-overlap-mins {overlap}: use 0 to 10080, e.g. 30"
+                )));
+            }
+            Some(FollowSettings {
+                every: Duration::from_secs(every * 60),
+                overlap: Duration::from_secs(overlap * 60),
+            })
+        } else {
+            None
+        };
+
+        let requests_per_sec = self
+            .api_requests_per_sec
+            .or(file.api_requests_per_sec)
+            .unwrap_or(10.0);
+        if !(requests_per_sec > 0.0 && requests_per_sec <= 100.0) {
+            return Err(bad(format!(
+                "invalid --api-requests-per-sec {requests_per_sec}: use more than 0 and at most 100, e.g. 10 (the API's limit)"
+            )));
+        }
+        let api_max_attempts = self.api_max_attempts.unwrap_or(8);
+        if !(1..=20).contains(&api_max_attempts) {
+            return Err(bad(format!(
+                "invalid --api-max-attempts {api_max_attempts}: use 1 to 20, e.g. 8"
+            )));
+        }
+        let page_size = self.page_size.unwrap_or(500);
+        if !(100..=500).contains(&page_size) {
+            return Err(bad(format!(
+                "invalid --page-size {page_size}: the API takes 100 to 500"
+            )));
+        }
+        let renew = self.api_token_renew_secs.unwrap_or(480);
+        if !(1..=590).contains(&renew) {
+            return Err(bad(format!(
+                "invalid --api-token-renew-secs {renew}: use 1 to 590 (tokens live 600 s)"
+            )));
+        }
+
+        let (aws, objects) = validate_storage(
+            StorageFlags {
+                endpoint_url: self.endpoint_url,
+                region: self.region,
+                max_attempts: self.max_attempts,
+                sse: self.sse,
+                sse_kms_key_id: self.sse_kms_key_id,
+                expected_bucket_owner: self.expected_bucket_owner,
+                storage_class: self.storage_class,
+                object_lock_mode: self.object_lock_mode,
+                object_lock_retain_days: self.object_lock_retain_days,
+            },
+            &file,
+        )?;
+        Ok(BackfillConfig {
             routing,
             bucket,
-            queues,
-            aws: AwsSettings {
-                endpoint_url,
-                region: self.region.or(file.region.clone()),
-                max_attempts,
-            },
-            drain,
-            concurrency,
+            aws,
+            objects,
             pipeline: PipelineSettings {
                 quarantine_prefix,
                 ..PipelineSettings::default()
             },
-            visibility_timeout_secs,
-            wait_time_secs,
-            objects: ObjectOptions {
-                sse,
-                sse_kms_key_id,
-                expected_bucket_owner,
-                storage_class,
-                object_lock,
+            concurrency,
+            tenants,
+            from_ms,
+            to_ms,
+            follow,
+            state_prefix,
+            api: ClientSettings {
+                requests_per_sec,
+                max_attempts: api_max_attempts,
+                token_renew_after: Duration::from_secs(renew),
+                page_size,
             },
-            metrics_addr: self.metrics_addr.or(file.metrics_addr),
-            stats_interval: (stats > 0).then(|| Duration::from_secs(stats)),
         })
     }
 }
@@ -1240,5 +1779,110 @@ mod tests {
             error.contains("--config") && error.contains("queue"),
             "{error}"
         );
+    }
+
+    fn backfill_args(args: &[&str]) -> Result<BackfillConfig, ConfigError> {
+        let mut argv = vec!["audit-archiver", "backfill"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv).expect("flags parse").command {
+            Command::Backfill(backfill) => backfill.validate(),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn backfill_flags_are_checked_and_name_their_flags() {
+        let dir = std::env::temp_dir().join(format!("aa-backfill-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let keys = dir.join("keys.env");
+        std::fs::write(
+            &keys,
+            "# Prisma Cloud\nPRISMA_ACCESS_KEY_ID=id-123\nPRISMA_SECRET_KEY=\"s3cr3t\"\n",
+        )
+        .unwrap();
+        let keys = keys.to_str().unwrap();
+        let base = [
+            "--bucket",
+            "archive",
+            "--tenant",
+            "acme",
+            "--api-url",
+            "https://api.prismacloud.io",
+            "--credentials-file",
+            keys,
+        ];
+        let with = |extra: &[&str]| {
+            let mut args = base.to_vec();
+            args.extend_from_slice(extra);
+            backfill_args(&args)
+        };
+        let config = with(&["--from", "2026-01-01", "--to", "2026-01-31"]).unwrap();
+        // Whole days of JST: 2026-01-01T00:00+09:00 to 2026-02-01T00:00+09:00.
+        assert_eq!(config.from_ms, 1_767_193_200_000);
+        assert_eq!(config.to_ms, Some(1_767_193_200_000 + 31 * 86_400_000));
+        assert_eq!(config.routing.settings.time_source, TimeSource::Event);
+        assert_eq!(
+            config.tenants[0].credentials.secret_key,
+            Secret::new("s3cr3t".into())
+        );
+        assert_eq!(config.state_prefix, "_state/");
+        assert!(!format!("{config:?}").contains("s3cr3t"));
+        let cases: &[(&[&str], &str)] = &[
+            (&[], "--from"),
+            (&["--from", "yesterday"], "--from"),
+            (&["--from", "2026-02-01", "--to", "2026-01-01"], "--from"),
+            (
+                &["--from", "2026-01-01", "--page-size", "50"],
+                "--page-size",
+            ),
+            (
+                &["--from", "2026-01-01", "--api-requests-per-sec", "0"],
+                "--api-requests-per-sec",
+            ),
+            (
+                &["--from", "2026-01-01", "--state-prefix", "state"],
+                "--state-prefix",
+            ),
+            (
+                &["--from", "2026-01-01", "--time-source", "sent"],
+                "--time-source",
+            ),
+            (&["--from", "2026-01-01", "--sse", "kms"], "--sse"),
+            (
+                &[
+                    "--from",
+                    "2026-01-01",
+                    "--follow",
+                    "--follow-interval-mins",
+                    "0",
+                ],
+                "--follow-interval-mins",
+            ),
+        ];
+        for (args, flag) in cases {
+            let error = with(args).unwrap_err().to_string();
+            assert!(error.contains(flag), "{args:?}: {error}");
+        }
+        std::fs::write(dir.join("bad.env"), "s3cr3t\n").unwrap();
+        let bad = dir.join("bad.env");
+        let error = backfill_args(&[
+            "--bucket",
+            "archive",
+            "--tenant",
+            "acme",
+            "--api-url",
+            "https://api.prismacloud.io",
+            "--credentials-file",
+            bad.to_str().unwrap(),
+            "--from",
+            "2026-01-01",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("--credentials-file") && !error.contains("s3cr3t"),
+            "{error}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,4 +1,5 @@
-//! audit-archiver: archives Prisma Cloud audit logs from Amazon SQS to S3.
+//! audit-archiver: archives Prisma Cloud audit logs from Amazon SQS (and from
+//! the Prisma Cloud API, `backfill`) to S3.
 //!
 //! A sandboxed WebAssembly component (`wit/router.wit`, built from
 //! `transform/`) decides where each message is stored; this crate runs it
@@ -18,6 +19,7 @@ pub mod lambda_event;
 pub mod metrics;
 pub mod permissions;
 pub mod pipeline;
+pub mod prisma;
 pub mod s3;
 pub mod sqs;
 pub mod worker;
@@ -25,8 +27,8 @@ pub mod worker;
 use tracing_subscriber::EnvFilter;
 
 /// Sets up logging on stderr. `RUST_LOG` overrides the default level (info),
-/// except for the AWS SDK, which is always capped at warnings: its debug and
-/// trace output prints the access key id and signed requests.
+/// except for the AWS SDK and the HTTP stack, which are always capped at
+/// warnings: their debug and trace output prints keys and signed requests.
 pub fn init_logging(format: config::LogFormat) {
     let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     for target in [
@@ -41,6 +43,12 @@ pub fn init_logging(format: config::LogFormat) {
         "aws_smithy_runtime",
         "aws_smithy_runtime_api",
         "aws_smithy_types",
+        // The HTTP stack under the Prisma Cloud client: its trace output
+        // would show request details.
+        "hyper",
+        "hyper_util",
+        "hyper_rustls",
+        "rustls",
     ] {
         let directive = format!("{target}=warn")
             .parse()

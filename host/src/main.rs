@@ -53,6 +53,15 @@ fn main() -> ExitCode {
                     .block_on(commands::query::query(config))
             }),
         Command::Lambda(args) => commands::lambda::lambda(*args),
+        Command::Backfill(args) => args
+            .validate()
+            .map_err(|e| CommandError::Startup(e.to_string()))
+            .and_then(|config| {
+                audit_archiver::init_logging(config.routing.log_format);
+                tokio::runtime::Runtime::new()
+                    .map_err(|e| CommandError::Runtime(e.into()))?
+                    .block_on(commands::backfill::backfill(config))
+            }),
     };
     let exit = outcome.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");

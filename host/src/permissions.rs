@@ -23,11 +23,13 @@ pub const SQS_QUEUE_ACTIONS: &[&str] = &[
 /// SQS actions needed only with `--queue-prefix` (queue discovery).
 pub const SQS_DISCOVERY_ACTIONS: &[&str] = &["sqs:ListQueues"];
 
-/// S3 actions on the bucket itself: `HeadBucket` at start-up needs `ListBucket`.
+/// S3 actions on the bucket itself: `HeadBucket` at start-up needs `ListBucket`,
+/// and so does `backfill`'s listing of its checkpoints (under the state prefix).
 pub const S3_BUCKET_ACTIONS: &[&str] = &["s3:ListBucket"];
 
-/// S3 actions on the bucket's objects: the conditional `PutObject`, and
-/// `HeadObject` (authorised by `GetObject`) to tell a redelivery from a collision.
+/// S3 actions on the bucket's objects: the conditional `PutObject` (of
+/// messages, records and `backfill` checkpoints), and `HeadObject` (authorised
+/// by `GetObject`) to tell a redelivery from a collision.
 pub const S3_OBJECT_ACTIONS: &[&str] = &["s3:GetObject", "s3:PutObject"];
 
 /// S3 actions needed only with `--object-lock-mode` (retention set on PUT).

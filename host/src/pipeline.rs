@@ -350,6 +350,9 @@ pub struct BatchRun<'a, S, Q> {
     pub counters: &'a Counters,
     /// Becomes `true` when the host is stopping.
     pub shutdown: watch::Receiver<bool>,
+    /// User metadata added to every object of the batch (e.g. where records
+    /// came from when they did not come from SQS); empty for SQS batches.
+    pub extra_metadata: &'a [(&'static str, String)],
 }
 
 impl<S: ArchiveStore, Q: MessageQueue> BatchRun<'_, S, Q> {
@@ -679,6 +682,7 @@ impl<S: ArchiveStore, Q> BatchRun<'_, S, Q> {
         if let Some(reason) = reason {
             metadata.push(("quarantine-reason", metadata_value(reason, 1024)));
         }
+        metadata.extend(self.extra_metadata.iter().cloned());
         metadata
     }
 }
@@ -869,6 +873,7 @@ mod tests {
             settings: &settings,
             counters: &counters,
             shutdown,
+            extra_metadata: &[],
         };
         let outcome = run.settle(messages, routes).await;
         (outcome, counters)

@@ -1,6 +1,7 @@
 //! The S3 sink: the only module that calls S3. Conditional PUTs
 //! (`If-None-Match: *`) with a SHA-256 checksum and the message's metadata,
-//! `HeadObject` to identify what holds a key, and `HeadBucket` at start-up.
+//! `HeadObject` to identify what holds a key, `HeadBucket` at start-up, and the
+//! checkpoints of `backfill` (a conditional PUT and a listing of the state prefix).
 
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
@@ -104,6 +105,66 @@ impl S3Archive {
         StoreError {
             kind: classify(error),
             detail: format!("{action} s3://{}/{key}: {}", self.bucket, describe(error)),
+        }
+    }
+}
+
+impl S3Archive {
+    /// Stores a small state object (a checkpoint) only if nothing exists
+    /// under `key`, with the bucket's encryption settings.
+    pub async fn put_state_if_absent(
+        &self,
+        key: &str,
+        body: &str,
+    ) -> Result<PutOutcome, StoreError> {
+        let checksum = aws_smithy_types::base64::encode(Sha256::digest(body.as_bytes()));
+        let mut request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .if_none_match("*")
+            .content_type("application/json")
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .checksum_sha256(checksum)
+            .set_expected_bucket_owner(self.options.expected_bucket_owner.clone())
+            .body(ByteStream::from(body.as_bytes().to_vec()));
+        if let Some(sse) = &self.options.sse {
+            request = request
+                .server_side_encryption(ServerSideEncryption::from(sse.as_str()))
+                .set_ssekms_key_id(self.options.sse_kms_key_id.clone());
+        }
+        match request.send().await {
+            Ok(_) => Ok(PutOutcome::Created),
+            Err(error) if http_status(&error) == Some(412) => Ok(PutOutcome::AlreadyExists),
+            Err(error) => Err(self.failure("PutObject", key, &error)),
+        }
+    }
+
+    /// Every key under `prefix` (ListObjectsV2, all pages).
+    pub async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_continuation_token(token)
+                .set_expected_bucket_owner(self.options.expected_bucket_owner.clone())
+                .send()
+                .await
+                .map_err(|error| self.failure("ListObjectsV2", prefix, &error))?;
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_string)),
+            );
+            token = page.next_continuation_token().map(str::to_string);
+            if token.is_none() {
+                return Ok(keys);
+            }
         }
     }
 }

@@ -601,6 +601,7 @@ async fn settle_batch<Src: MessageSource, St: ArchiveStore>(
         settings: &shared.settings.pipeline,
         counters: &shared.counters,
         shutdown,
+        extra_metadata: &[],
     };
     let settle = run.settle(&messages, routes);
     tokio::pin!(settle);

@@ -216,6 +216,7 @@ impl Function {
                     settings: &self.pipeline,
                     counters,
                     shutdown,
+                    extra_metadata: &[],
                 };
                 run.store(messages, &routes).await
             }

@@ -1,5 +1,6 @@
 //! The subcommands, each one function from validated settings to an outcome.
 
+pub mod backfill;
 pub mod lambda;
 pub mod query;
 pub mod route;
