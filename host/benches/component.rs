@@ -7,7 +7,8 @@
 //! (CI: `cargo bench -p audit-archiver --bench component -- --test`, one
 //! iteration of each). Results are per message (`Throughput::Elements`).
 //!
-//! The clock is wall time by default. `BENCH_CLOCK=cpu` measures the
+//! `BENCH_COMPONENT=PATH` routes with the component at PATH instead of the
+//! embedded one. The clock is wall time by default. `BENCH_CLOCK=cpu` measures the
 //! benchmark thread's own CPU time instead (`CLOCK_THREAD_CPUTIME_ID`): on a
 //! machine shared with other work, wall time also counts the time the thread
 //! waited for a core, CPU time does not.
@@ -64,6 +65,12 @@ impl Input {
     }
 }
 
+/// `BENCH_COMPONENT=PATH` benchmarks another component than the embedded one
+/// (for example the same routing built another way).
+fn bench_component() -> Option<std::path::PathBuf> {
+    std::env::var_os("BENCH_COMPONENT").map(Into::into)
+}
+
 /// `no-body`: time source `first-receive`, empty body (what `run` sends by
 /// default). `body`: time source `event`, the body crosses and is parsed.
 fn cases() -> [(&'static str, Settings, bool); 2] {
@@ -82,7 +89,12 @@ fn routing<M: Measurement>(c: &mut Criterion<M>) {
     for (case, settings, with_body) in cases() {
         let messages = input.messages(with_body);
         let native = Router::new(&settings).unwrap();
-        let component = RouterComponent::load(None, &settings, SandboxLimits::default()).unwrap();
+        let component = RouterComponent::load(
+            bench_component().as_deref(),
+            &settings,
+            SandboxLimits::default(),
+        )
+        .unwrap();
         let mut instance = component.instance().unwrap();
 
         let mut group = c.benchmark_group(format!("route/{case}"));

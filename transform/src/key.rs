@@ -124,6 +124,13 @@ fn needs_a_close_look(key: &[u8]) -> bool {
     marks.suspicious || marks.slash_pair || last == b'/'
 }
 
+/// Eight bytes as a little-endian `u64` (one load).
+pub(crate) fn load_word(bytes: &[u8]) -> u64 {
+    let mut word = [0; 8];
+    word.copy_from_slice(bytes);
+    u64::from_le_bytes(word)
+}
+
 /// What [`ByteMarks::scan`] found in a text.
 struct ByteMarks {
     /// A byte below 0x20, 0x7f, 0xc2 (the first byte of U+0080..=U+00BF,
@@ -150,34 +157,40 @@ impl ByteMarks {
         let mut suspicious = 0;
         let mut slashes = 0;
         let mut pairs = 0;
-        let mut previous_slash = 0;
-        let mut scan_word = |x: u64| {
+        // Scans one word; `carry` is the previous byte's `/` mark, moved to
+        // bit 7 (that byte precedes this word's first). Returns the word's
+        // `/` marks.
+        let mut scan_word = |x: u64, carry: u64| {
             suspicious |= zero(x & (ONES * 0xe0)) // below 0x20
                 | equal(x, 0x7f)
                 | equal(x, 0xc2)
                 | equal(x, b'\\');
             let slash = equal(x, b'/');
-            // Byte i + 1 follows byte i; the previous word's last byte
-            // precedes this word's first.
-            let after_slash = (slash << 8) | (previous_slash >> 56);
-            pairs |= after_slash & (slash | equal(x, b'.'));
+            // Byte i + 1 follows byte i.
+            pairs |= ((slash << 8) | carry) & (slash | equal(x, b'.'));
             slashes |= slash;
-            previous_slash = slash;
+            slash
         };
+        let mut carry = 0;
         let mut words = text.chunks_exact(8);
         for word in &mut words {
-            let mut bytes = [0; 8];
-            bytes.copy_from_slice(word);
-            scan_word(u64::from_le_bytes(bytes));
+            carry = scan_word(load_word(word), carry) >> 56;
         }
         let rest = words.remainder();
         if !rest.is_empty() {
-            // Padded with `a`, which no test marks.
-            let mut bytes = [b'a'; 8];
-            for (to, &from) in bytes.iter_mut().zip(rest) {
-                *to = from;
+            if text.len() >= 8 {
+                // The last eight bytes again: a second look at a byte changes
+                // no mark, and pairs within these eight bytes are real pairs
+                // (nothing is carried: the byte before them was seen already).
+                scan_word(load_word(&text[text.len() - 8..]), 0);
+            } else {
+                // Padded with `a`, which no test marks.
+                let mut bytes = [b'a'; 8];
+                for (to, &from) in bytes.iter_mut().zip(rest) {
+                    *to = from;
+                }
+                scan_word(u64::from_le_bytes(bytes), 0);
             }
-            scan_word(u64::from_le_bytes(bytes));
         }
         ByteMarks {
             suspicious: suspicious != 0,
