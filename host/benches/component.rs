@@ -6,6 +6,12 @@
 //! Run: `cargo bench -p audit-archiver --bench component`
 //! (CI: `cargo bench -p audit-archiver --bench component -- --test`, one
 //! iteration of each). Results are per message (`Throughput::Elements`).
+//!
+//! `BENCH_COMPONENT=PATH` routes with the component at PATH instead of the
+//! embedded one. The clock is wall time by default. `BENCH_CLOCK=cpu` measures the
+//! benchmark thread's own CPU time instead (`CLOCK_THREAD_CPUTIME_ID`): on a
+//! machine shared with other work, wall time also counts the time the thread
+//! waited for a core, CPU time does not.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -13,7 +19,8 @@ use std::time::Duration;
 
 use audit_archiver::engine::{RouterComponent, SandboxLimits, EMBEDDED_COMPONENT};
 use audit_archiver_transform::{Message, Router, Settings, TimeSource};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::{BenchmarkId, Criterion, Throughput};
 
 const QUEUE: &str =
     "https://sqs.ap-northeast-1.amazonaws.com/123456789012/acme-prismacloud-auditlog.fifo";
@@ -58,6 +65,12 @@ impl Input {
     }
 }
 
+/// `BENCH_COMPONENT=PATH` benchmarks another component than the embedded one
+/// (for example the same routing built another way).
+fn bench_component() -> Option<std::path::PathBuf> {
+    std::env::var_os("BENCH_COMPONENT").map(Into::into)
+}
+
 /// `no-body`: time source `first-receive`, empty body (what `run` sends by
 /// default). `body`: time source `event`, the body crosses and is parsed.
 fn cases() -> [(&'static str, Settings, bool); 2] {
@@ -71,12 +84,17 @@ fn cases() -> [(&'static str, Settings, bool); 2] {
     ]
 }
 
-fn routing(c: &mut Criterion) {
+fn routing<M: Measurement>(c: &mut Criterion<M>) {
     let input = Input::new(1000);
     for (case, settings, with_body) in cases() {
         let messages = input.messages(with_body);
         let native = Router::new(&settings).unwrap();
-        let component = RouterComponent::load(None, &settings, SandboxLimits::default()).unwrap();
+        let component = RouterComponent::load(
+            bench_component().as_deref(),
+            &settings,
+            SandboxLimits::default(),
+        )
+        .unwrap();
         let mut instance = component.instance().unwrap();
 
         let mut group = c.benchmark_group(format!("route/{case}"));
@@ -106,7 +124,7 @@ fn routing(c: &mut Criterion) {
             let batch = &messages[..size];
             group.throughput(Throughput::Elements(size as u64));
             group.bench_with_input(BenchmarkId::new("native/batch", size), batch, |b, batch| {
-                b.iter(|| black_box(batch.iter().map(|m| native.route(m)).collect::<Vec<_>>()))
+                b.iter(|| black_box(native.route_batch(black_box(batch))))
             });
             group.bench_with_input(
                 BenchmarkId::new("component/batch", size),
@@ -118,7 +136,7 @@ fn routing(c: &mut Criterion) {
     }
 }
 
-fn startup(c: &mut Criterion) {
+fn startup<M: Measurement>(c: &mut Criterion<M>) {
     let settings = Settings::default();
     let limits = SandboxLimits::default();
     let dir =
@@ -168,5 +186,76 @@ fn report_cache_entry(dir: &Path) {
     }
 }
 
-criterion_group!(benches, routing, startup);
-criterion_main!(benches);
+/// The calling thread's CPU time, from `clock_gettime(CLOCK_THREAD_CPUTIME_ID)`.
+struct ThreadCpuTime;
+
+/// `struct timespec` on 64-bit Linux.
+#[repr(C)]
+struct Timespec {
+    tv_sec: i64,
+    tv_nsec: i64,
+}
+
+extern "C" {
+    fn clock_gettime(clock: i32, time: *mut Timespec) -> i32;
+}
+
+/// `CLOCK_THREAD_CPUTIME_ID` in `<time.h>` on Linux.
+const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+
+fn thread_cpu_time() -> Duration {
+    let mut time = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `time` is a valid, writable `struct timespec`; this clock
+    // exists on every Linux since 2.6.12.
+    let status = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut time) };
+    assert_eq!(status, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
+    Duration::new(time.tv_sec as u64, time.tv_nsec as u32)
+}
+
+impl Measurement for ThreadCpuTime {
+    type Intermediate = Duration;
+    type Value = Duration;
+
+    fn start(&self) -> Duration {
+        thread_cpu_time()
+    }
+    fn end(&self, start: Duration) -> Duration {
+        thread_cpu_time().saturating_sub(start)
+    }
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn to_f64(&self, value: &Duration) -> f64 {
+        value.as_nanos() as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        // Values are nanoseconds, as with wall time: reuse its formatting.
+        static WALL: WallTime = WallTime;
+        WALL.formatter()
+    }
+}
+
+fn run<M: Measurement>(mut criterion: Criterion<M>) {
+    routing(&mut criterion);
+    startup(&mut criterion);
+    criterion.final_summary();
+}
+
+fn main() {
+    match std::env::var("BENCH_CLOCK").as_deref() {
+        Err(_) | Ok("wall") => run(Criterion::default().configure_from_args()),
+        Ok("cpu") => run(Criterion::default()
+            .with_measurement(ThreadCpuTime)
+            .configure_from_args()),
+        Ok(other) => {
+            eprintln!("BENCH_CLOCK={other:?}: use `wall` (the default) or `cpu`");
+            std::process::exit(2);
+        }
+    }
+}

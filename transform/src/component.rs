@@ -174,14 +174,15 @@ impl wit::Guest for Component {
         s: wit::Settings,
         messages: Vec<wit::Message>,
     ) -> Vec<Result<wit::Placement, wit::RouteError>> {
-        with_router(s, |router| {
-            messages
+        with_router(s, |router| match router {
+            Ok(router) => router
+                .route_all(messages.iter().map(message))
+                .map(result)
+                .collect(),
+            Err(e) => messages
                 .iter()
-                .map(|m| match router {
-                    Ok(router) => result(router.route(&message(m))),
-                    Err(e) => result(Err(r::RouteError::InvalidSettings(e.clone()))),
-                })
-                .collect()
+                .map(|_| result(Err(r::RouteError::InvalidSettings(e.clone()))))
+                .collect(),
         })
     }
 }

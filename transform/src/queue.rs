@@ -30,13 +30,20 @@ pub const MAX_TENANT_LEN: usize = 63;
 pub fn queue_name(queue: &str) -> Result<&str, &'static str> {
     let name = if let Some(rest) = queue.strip_prefix("arn:") {
         arn_name(rest)?
-    } else if let Some(sep) = queue.find("://") {
+    } else if let Some(sep) = find_scheme_separator(queue) {
         url_name(&queue[..sep], &queue[sep + 3..])?
     } else {
         queue
     };
     check_queue_name(name)?;
     Ok(name)
+}
+
+/// Where the first `://` starts (a byte scan: no substring searcher to set up
+/// for every message).
+fn find_scheme_separator(queue: &str) -> Option<usize> {
+    let bytes = queue.as_bytes();
+    (0..bytes.len()).find(|&i| bytes[i] == b':' && bytes[i + 1..].starts_with(b"//"))
 }
 
 /// The NAME of `PARTITION:sqs:REGION:ACCOUNT:NAME` (the text after `arn:`).
@@ -72,15 +79,39 @@ fn url_name<'q>(scheme: &str, rest: &'q str) -> Result<&'q str, &'static str> {
     if !scheme_ok {
         return Err("not a queue URL (bad scheme)");
     }
-    let end = rest.find(['?', '#']).unwrap_or(rest.len());
-    let path = &rest[..end];
-    let path = path.strip_suffix('/').unwrap_or(path);
-    let mut parts = path.split('/');
-    let (Some(host), Some(account), Some(name), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    // One pass: the path ends at `?` or `#`; note where its `/`s are.
+    let mut end = rest.len();
+    let mut slashes = [0; 3];
+    let mut count = 0;
+    for (i, b) in rest.bytes().enumerate() {
+        match b {
+            b'?' | b'#' => {
+                end = i;
+                break;
+            }
+            b'/' => {
+                if let Some(slot) = slashes.get_mut(count) {
+                    *slot = i;
+                }
+                count += 1;
+            }
+            _ => {}
+        }
+    }
+    // One trailing `/` is ignored.
+    if end > 0 && rest.as_bytes()[end - 1] == b'/' {
+        end -= 1;
+        count -= 1;
+    }
+    if count != 2 {
         return Err("not a queue URL (SCHEME://HOST/ACCOUNT/NAME)");
-    };
+    }
+    let path = &rest[..end];
+    let (host, account, name) = (
+        &path[..slashes[0]],
+        &path[slashes[0] + 1..slashes[1]],
+        &path[slashes[1] + 1..],
+    );
     if host.is_empty() || account.is_empty() {
         return Err("not a queue URL (empty host or account)");
     }
@@ -149,6 +180,33 @@ pub fn is_valid_tenant(tenant: &str) -> bool {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// URL parsing as first written, with `str` searches.
+    fn reference_url_name<'q>(scheme: &str, rest: &'q str) -> Result<&'q str, &'static str> {
+        let scheme_ok = scheme
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic())
+            && scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+        if !scheme_ok {
+            return Err("not a queue URL (bad scheme)");
+        }
+        let end = rest.find(['?', '#']).unwrap_or(rest.len());
+        let path = &rest[..end];
+        let path = path.strip_suffix('/').unwrap_or(path);
+        let mut parts = path.split('/');
+        let (Some(host), Some(account), Some(name), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err("not a queue URL (SCHEME://HOST/ACCOUNT/NAME)");
+        };
+        if host.is_empty() || account.is_empty() {
+            return Err("not a queue URL (empty host or account)");
+        }
+        Ok(name)
+    }
 
     #[test]
     fn bare_names() {
@@ -235,6 +293,23 @@ mod tests {
                 prop_assert!(check_queue_name(name).is_ok());
                 let tenant = tenant_from_name(name);
                 prop_assert!(name.starts_with(tenant));
+            }
+        }
+
+        #[test]
+        fn url_parsing_agrees_with_the_reference(
+            pieces in proptest::collection::vec(prop_oneof![
+                Just("://"), Just(":"), Just("/"), Just("//"), Just("?"), Just("#"),
+                Just("https"), Just("h"), Just("1"), Just("acme-q.fifo"), Just("arn:"),
+            ], 0..10),
+        ) {
+            let queue = pieces.concat();
+            prop_assert_eq!(find_scheme_separator(&queue), queue.find("://"));
+            if let Some(sep) = queue.find("://") {
+                prop_assert_eq!(
+                    url_name(&queue[..sep], &queue[sep + 3..]),
+                    reference_url_name(&queue[..sep], &queue[sep + 3..])
+                );
             }
         }
 

@@ -43,11 +43,11 @@ pub fn expand_preset(template: &str) -> &str {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Field {
     /// `{tenant}`.
-    Tenant,
+    Tenant = 0,
     /// `{queue}`: the bare queue name.
-    Queue,
+    Queue = 1,
     /// `{message_id}`.
-    MessageId,
+    MessageId = 2,
 }
 
 /// A time specifier (`%%` is parsed as literal text).
@@ -120,6 +120,11 @@ pub struct Values<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
     parts: Vec<Part>,
+    /// Bytes every rendering has: literal text and specifier digits.
+    fixed_len: usize,
+    /// How often `{tenant}`, `{queue}` and `{message_id}` appear, so a
+    /// rendering allocates its exact length once.
+    field_uses: [usize; 3],
 }
 
 impl Template {
@@ -138,20 +143,26 @@ impl Template {
             )));
         }
         check_segments(source, &parts)?;
-        let min_len: usize = parts
-            .iter()
-            .map(|p| match p {
-                Part::Literal(s) => s.len(),
-                Part::Field(_) => 1,
-                Part::Time(spec) => spec.width(),
-            })
-            .sum();
+        let mut fixed_len = 0;
+        let mut field_uses = [0; 3];
+        for part in &parts {
+            match part {
+                Part::Literal(s) => fixed_len += s.len(),
+                Part::Field(field) => field_uses[*field as usize] += 1,
+                Part::Time(spec) => fixed_len += spec.width(),
+            }
+        }
+        let min_len = fixed_len + field_uses.iter().sum::<usize>();
         if min_len > MAX_KEY_LEN {
             return Err(SettingsError::UnsafeTemplate(format!(
                 "the key template renders at least {min_len} bytes; keys are limited to {MAX_KEY_LEN}"
             )));
         }
-        Ok(Template { parts })
+        Ok(Template {
+            parts,
+            fixed_len,
+            field_uses,
+        })
     }
 
     /// The parsed parts, in order.
@@ -164,38 +175,55 @@ impl Template {
         self.parts.contains(&Part::Field(field))
     }
 
-    /// Renders a key.
+    /// The exact length of the key rendered with `values`.
+    pub fn rendered_len(&self, values: &Values<'_>) -> usize {
+        let [tenant, queue, message_id] = self.field_uses;
+        self.fixed_len
+            + tenant * values.tenant.len()
+            + queue * values.queue.len()
+            + message_id * values.message_id.len()
+    }
+
+    /// Renders a key (one allocation, of its exact length).
     pub fn render(&self, values: &Values<'_>) -> String {
-        let mut out = String::with_capacity(128);
+        let mut out = Vec::with_capacity(self.rendered_len(values));
         for part in &self.parts {
             match part {
-                Part::Literal(s) => out.push_str(s),
-                Part::Field(Field::Tenant) => out.push_str(values.tenant),
-                Part::Field(Field::Queue) => out.push_str(values.queue),
-                Part::Field(Field::MessageId) => out.push_str(values.message_id),
+                Part::Literal(s) => out.extend_from_slice(s.as_bytes()),
+                Part::Field(Field::Tenant) => out.extend_from_slice(values.tenant.as_bytes()),
+                Part::Field(Field::Queue) => out.extend_from_slice(values.queue.as_bytes()),
+                Part::Field(Field::MessageId) => {
+                    out.extend_from_slice(values.message_id.as_bytes())
+                }
                 Part::Time(spec) => push_padded(&mut out, spec.value(values.time), spec.width()),
             }
         }
-        out
+        // SAFETY: `out` is the concatenation of whole `&str`s and ASCII
+        // digits, so it is valid UTF-8.
+        unsafe { String::from_utf8_unchecked(out) }
     }
 }
 
-/// Appends `value` in decimal, zero-padded to `width` digits.
-fn push_padded(out: &mut String, value: u32, width: usize) {
-    let mut digits = [b'0'; 10];
+/// Appends `value` in decimal, zero-padded to `width` digits (more digits
+/// if it has more).
+fn push_padded(out: &mut Vec<u8>, value: u32, width: usize) {
+    const MAX_DIGITS: usize = 10; // u32::MAX
+    let mut digits = [b'0'; MAX_DIGITS];
     let mut n = value;
-    let mut len = 0;
-    while n > 0 || len == 0 {
-        digits[len] = b'0' + (n % 10) as u8;
+    let mut start = MAX_DIGITS;
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
         n /= 10;
-        len += 1;
+        if n == 0 {
+            break;
+        }
     }
-    for _ in len..width {
-        out.push('0');
+    for _ in MAX_DIGITS..width {
+        out.push(b'0');
     }
-    for &d in digits[..len].iter().rev() {
-        out.push(char::from(d));
-    }
+    let start = start.min(MAX_DIGITS.saturating_sub(width));
+    out.extend_from_slice(&digits[start..]);
 }
 
 /// Splits `source` into parts; rejects unknown fields and specifiers, and
@@ -343,12 +371,16 @@ mod tests {
     }
 
     fn render(template: &str, time: &CivilTime) -> String {
-        Template::parse(template).unwrap().render(&Values {
+        let values = Values {
             tenant: "acme",
             queue: "acme-prismacloud-auditlog.fifo",
             message_id: "m-1",
             time,
-        })
+        };
+        let template = Template::parse(template).unwrap();
+        let key = template.render(&values);
+        assert_eq!(template.rendered_len(&values), key.len(), "{key}");
+        key
     }
 
     fn case(template: &str) -> &'static str {
@@ -405,11 +437,15 @@ mod tests {
 
     #[test]
     fn padding() {
-        let mut s = String::new();
+        let mut s = Vec::new();
         push_padded(&mut s, 0, 2);
         push_padded(&mut s, 7, 3);
         push_padded(&mut s, 12345, 2);
-        assert_eq!(s, "0000712345");
+        assert_eq!(s, b"0000712345");
+        s.clear();
+        push_padded(&mut s, u32::MAX, 12);
+        push_padded(&mut s, 2025, 4);
+        assert_eq!(s, b"0042949672952025");
     }
 
     #[test]

@@ -56,16 +56,30 @@ pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 /// The proleptic Gregorian date `(year, month, day)` that is `z` days after
 /// 1970-01-01 (negative `z` is before it).
 pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let (year, month, day, _) = civil_and_day_of_year(z);
+    (year, month, day)
+}
+
+/// [`civil_from_days`] plus the day of the year (1 is January 1st), from the
+/// same intermediate values: the algorithm counts days from March 1st, so
+/// January and February are the last 31 + 28 (or 29) days of its year.
+fn civil_and_day_of_year(z: i64) -> (i64, u32, u32, i64) {
     let z = z + 719_468;
     let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
     let doe = z - era * 146_097; // [0, 146096]
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
     let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365], from March 1st
     let mp = (5 * doy + 2) / 153; // [0, 11]
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32; // [1, 31]
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32; // [1, 12]
-    (if m <= 2 { y + 1 } else { y }, m, d)
+    let year = if m <= 2 { y + 1 } else { y };
+    let day_of_year = if m <= 2 {
+        doy - 306 + 1 // January 1st is day 306 from March 1st
+    } else {
+        doy + 59 + i64::from(is_leap_year(year)) + 1
+    };
+    (year, m, d, day_of_year)
 }
 
 /// Whether `year` is a Gregorian leap year.
@@ -89,8 +103,7 @@ pub fn local_time(epoch_ms: u64, offset_minutes: i16) -> Option<CivilTime> {
     }
     let days = local.div_euclid(MS_PER_DAY);
     let secs_of_day = local.rem_euclid(MS_PER_DAY) / 1000;
-    let (year, month, day) = civil_from_days(days);
-    let day_of_year = days - days_from_civil(year, 1, 1) + 1;
+    let (year, month, day, day_of_year) = civil_and_day_of_year(days);
     Some(CivilTime {
         year: u16::try_from(year).ok()?,
         month: month as u8,
@@ -265,6 +278,7 @@ mod tests {
             assert_eq!(days_from_civil(y, m, d), z, "{y}-{m}-{d}");
             assert_eq!(civil_from_days(z), (y, m, d), "{z}");
             assert_eq!(z - days_from_civil(y, 1, 1) + 1, doy);
+            assert_eq!(civil_and_day_of_year(z), (y, m, d, doy), "{z}");
             z += 1;
             d += 1;
             doy += 1;
