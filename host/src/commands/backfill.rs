@@ -232,7 +232,11 @@ pub async fn backfill(config: BackfillConfig) -> Result<Exit, CommandError> {
     );
 
     let (stop, shutdown) = watch::channel(false);
-    tokio::spawn(stop_on_signal(stop));
+    tokio::spawn(super::stop_on_signal(
+        stop,
+        "stopping: no new requests; storing the records in hand (signal again to exit now)",
+        "second signal: exiting now; the current windows are read again next time",
+    ));
     let started = Instant::now();
     let progress_line = terminal.then(|| tokio::spawn(show_progress(shared.clone(), started)));
 
@@ -612,36 +616,6 @@ async fn show_progress(shared: Arc<Shared>, started: Instant) {
             "\r\x1b[2Kbackfill: {done}/{total} windows, {records} records, {rate:.0} records/s, ETA {eta}"
         );
         let _ = stderr.flush();
-    }
-}
-
-/// The first SIGINT/SIGTERM stops reading the API and finishes the records in
-/// hand (their window is not checkpointed); a second one exits at once.
-async fn stop_on_signal(stop: watch::Sender<bool>) {
-    let mut terminate =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                return;
-            }
-        };
-    for round in 0..2 {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate.recv() => {}
-        }
-        if round == 0 {
-            tracing::info!(
-                "stopping: no new requests; storing the records in hand (signal again to exit now)"
-            );
-            let _ = stop.send(true);
-        } else {
-            tracing::warn!(
-                "second signal: exiting now; the current windows are read again next time"
-            );
-            std::process::exit(130);
-        }
     }
 }
 

@@ -58,3 +58,34 @@ pub fn load_component(
         other => CommandError::Startup(format!("invalid --component: {other}")),
     })
 }
+
+/// The first SIGINT/SIGTERM sets `stop` (the command finishes the work in
+/// hand and logs `stopping`); a second one logs `exiting` and exits at once
+/// with status 130.
+pub(crate) async fn stop_on_signal(
+    stop: tokio::sync::watch::Sender<bool>,
+    stopping: &'static str,
+    exiting: &'static str,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(signal) => signal,
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for SIGTERM");
+            return;
+        }
+    };
+    for round in 0..2 {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+        if round == 0 {
+            tracing::info!("{stopping}");
+            let _ = stop.send(true);
+        } else {
+            tracing::warn!("{exiting}");
+            std::process::exit(130);
+        }
+    }
+}

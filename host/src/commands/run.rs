@@ -81,7 +81,11 @@ pub async fn run(config: RunConfig) -> Result<Exit, CommandError> {
     );
 
     let (stop, shutdown) = watch::channel(false);
-    tokio::spawn(stop_on_signal(stop));
+    tokio::spawn(super::stop_on_signal(
+        stop,
+        "stopping: no new receives; settling messages in hand (signal again to exit now)",
+        "second signal: exiting now; unsettled messages reappear after their visibility timeout",
+    ));
     let stats = config
         .stats_interval
         .map(|every| tokio::spawn(log_stats(counters.clone(), every)));
@@ -154,34 +158,6 @@ pub async fn run(config: RunConfig) -> Result<Exit, CommandError> {
         return Ok(Exit::Failure);
     }
     Ok(Exit::Success)
-}
-
-/// The first SIGINT/SIGTERM stops receiving and settles what is in hand; a
-/// second one exits at once (unsettled messages reappear after their timeout).
-async fn stop_on_signal(stop: watch::Sender<bool>) {
-    let mut terminate =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                return;
-            }
-        };
-    for round in 0..2 {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate.recv() => {}
-        }
-        if round == 0 {
-            tracing::info!(
-                "stopping: no new receives; settling messages in hand (signal again to exit now)"
-            );
-            let _ = stop.send(true);
-        } else {
-            tracing::warn!("second signal: exiting now; unsettled messages reappear after their visibility timeout");
-            std::process::exit(130);
-        }
-    }
 }
 
 async fn log_stats(counters: Arc<Counters>, every: Duration) {

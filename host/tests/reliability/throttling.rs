@@ -25,7 +25,7 @@ async fn throttling_and_server_errors_store_everything_once() {
         s3_503_permille: 150,
         s3_500_after_permille: 100,
         sqs_500_permille: 100,
-        sqs_503_after_permille: 100,
+        sqs_503_after_permille: 200,
         ..Plan::default()
     };
     proxy.set(plan);
