@@ -11,12 +11,22 @@ if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   rustup target add wasm32-wasip2
 fi
 
-# The Lambda package: objdump checks bootstrap's glibc needs, zip packs it.
-if ! command -v objdump >/dev/null || ! command -v zip >/dev/null; then
-  echo "setup: installing binutils and zip (Debian packages)"
+# Debian packages: objdump checks the Lambda bootstrap's glibc needs and zip
+# packs it (binutils, zip); promtool checks and unit-tests
+# deploy/prometheus-alerts.yaml (prometheus; its service is not wanted here).
+missing=()
+command -v objdump >/dev/null || missing+=(binutils)
+command -v zip >/dev/null || missing+=(zip)
+command -v promtool >/dev/null || missing+=(prometheus)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd=sudo
-  $sudo_cmd apt-get update -qq && $sudo_cmd apt-get install -y -qq binutils zip
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo_cmd apt-get update -qq
+  $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if command -v systemctl >/dev/null; then $sudo_cmd systemctl stop prometheus 2>/dev/null || true; fi
+  $sudo_cmd pkill -x prometheus 2>/dev/null || true
 fi
 
 requirements=tests/requirements.txt
@@ -28,15 +38,4 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$requirements"
   rm -f .venv/.installed-*
   touch "$stamp"
-fi
-
-# promtool checks and unit-tests deploy/prometheus-alerts.yaml (Debian's
-# prometheus package ships it). The package's service is not wanted here.
-if ! command -v promtool >/dev/null; then
-  echo "setup: installing promtool (Debian package prometheus)"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-  if command -v systemctl >/dev/null; then systemctl stop prometheus 2>/dev/null || true; fi
-  pkill -x prometheus 2>/dev/null || true
 fi
