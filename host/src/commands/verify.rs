@@ -202,10 +202,18 @@ pub async fn verify(config: VerifyConfig) -> Result<Exit, CommandError> {
         .next()
         .unwrap_or_default()
         .to_string();
+    // backfill's checkpoints live beside the tenants and are no audit logs.
+    let state_top = config
+        .read
+        .state_prefix
+        .split_inclusive('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
     let mut tally = Tally::default();
     let mut known = Vec::new();
     for prefix in &top.prefixes {
-        if *prefix == quarantine_top {
+        if *prefix == quarantine_top || *prefix == state_top {
             continue;
         }
         let name = prefix.trim_end_matches('/');

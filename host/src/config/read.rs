@@ -65,6 +65,11 @@ pub struct ReadArgs {
     #[arg(long, env = "AUDIT_ARCHIVER_QUARANTINE_PREFIX", value_name = "PREFIX")]
     pub quarantine_prefix: Option<String>,
 
+    /// Key prefix of `backfill`'s checkpoints, which are not audit logs.
+    /// [default: _state/]
+    #[arg(long, env = "AUDIT_ARCHIVER_STATE_PREFIX", value_name = "PREFIX")]
+    pub state_prefix: Option<String>,
+
     /// Most objects read at once. [default: 32]
     #[arg(long, env = "AUDIT_ARCHIVER_READ_CONCURRENCY", value_name = "N")]
     pub concurrency: Option<usize>,
@@ -185,6 +190,8 @@ pub struct ReadConfig {
     pub layout: Layout,
     /// Objects read at once.
     pub concurrency: usize,
+    /// `backfill`'s checkpoints: not part of the archive.
+    pub state_prefix: String,
 }
 
 /// An inclusive range of archive times, epoch ms.
@@ -283,6 +290,16 @@ impl ReadArgs {
             .or(file.quarantine_prefix.clone())
             .unwrap_or_else(|| "_quarantine/".into());
         check_quarantine_prefix(&quarantine_prefix)?;
+        let state_prefix = self
+            .state_prefix
+            .or(file.state_prefix.clone())
+            .unwrap_or_else(|| "_state/".into());
+        check_quarantine_prefix(&state_prefix).map_err(|e| {
+            bad(e
+                .0
+                .replace("--quarantine-prefix", "--state-prefix")
+                .replace("_quarantine/", "_state/"))
+        })?;
         let key_template = self
             .key_template
             .or(file.key_template.clone())
@@ -311,6 +328,7 @@ impl ReadArgs {
             expected_bucket_owner,
             layout,
             concurrency,
+            state_prefix,
         })
     }
 }
