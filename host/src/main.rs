@@ -18,54 +18,45 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse_from(argv);
     let outcome = match cli.command {
-        Command::Route(args) => args
-            .validate()
-            .map_err(|e| CommandError::Startup(e.to_string()))
-            .and_then(|config| {
-                audit_archiver::init_logging(config.routing.log_format);
-                commands::route::route(config)
-            }),
-        Command::Run(args) => args
-            .validate()
-            .map_err(|e| CommandError::Startup(e.to_string()))
-            .and_then(|config| {
-                audit_archiver::init_logging(config.routing.log_format);
-                tokio::runtime::Runtime::new()
-                    .map_err(|e| CommandError::Runtime(e.into()))?
-                    .block_on(commands::run::run(config))
-            }),
-        Command::Verify(args) => args
-            .validate()
-            .map_err(|e| CommandError::Startup(e.to_string()))
-            .and_then(|config| {
-                audit_archiver::init_logging(config::LogFormat::Text);
-                tokio::runtime::Runtime::new()
-                    .map_err(|e| CommandError::Runtime(e.into()))?
-                    .block_on(commands::verify::verify(config))
-            }),
-        Command::Query(args) => args
-            .validate()
-            .map_err(|e| CommandError::Startup(e.to_string()))
-            .and_then(|config| {
-                audit_archiver::init_logging(config::LogFormat::Text);
-                tokio::runtime::Runtime::new()
-                    .map_err(|e| CommandError::Runtime(e.into()))?
-                    .block_on(commands::query::query(config))
-            }),
+        Command::Route(args) => args.validate().map_err(startup).and_then(|config| {
+            audit_archiver::init_logging(config.routing.log_format);
+            commands::route::route(config)
+        }),
+        Command::Run(args) => args.validate().map_err(startup).and_then(|config| {
+            audit_archiver::init_logging(config.routing.log_format);
+            block_on(commands::run::run(config))
+        }),
+        Command::Verify(args) => args.validate().map_err(startup).and_then(|config| {
+            audit_archiver::init_logging(config::LogFormat::Text);
+            block_on(commands::verify::verify(config))
+        }),
+        Command::Query(args) => args.validate().map_err(startup).and_then(|config| {
+            audit_archiver::init_logging(config::LogFormat::Text);
+            block_on(commands::query::query(config))
+        }),
         Command::Lambda(args) => commands::lambda::lambda(*args),
-        Command::Backfill(args) => args
-            .validate()
-            .map_err(|e| CommandError::Startup(e.to_string()))
-            .and_then(|config| {
-                audit_archiver::init_logging(config.routing.log_format);
-                tokio::runtime::Runtime::new()
-                    .map_err(|e| CommandError::Runtime(e.into()))?
-                    .block_on(commands::backfill::backfill(config))
-            }),
+        Command::Backfill(args) => args.validate().map_err(startup).and_then(|config| {
+            audit_archiver::init_logging(config.routing.log_format);
+            block_on(commands::backfill::backfill(config))
+        }),
     };
     let exit = outcome.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");
         error.exit()
     });
     ExitCode::from(exit as u8)
+}
+
+/// Invalid settings: exit 2 with the message that names the flag.
+fn startup(error: config::ConfigError) -> CommandError {
+    CommandError::Startup(error.to_string())
+}
+
+/// Runs an async command on a new multi-threaded runtime.
+fn block_on(
+    command: impl std::future::Future<Output = Result<commands::Exit, CommandError>>,
+) -> Result<commands::Exit, CommandError> {
+    tokio::runtime::Runtime::new()
+        .map_err(|e| CommandError::Runtime(e.into()))?
+        .block_on(command)
 }
