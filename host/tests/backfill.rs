@@ -673,19 +673,8 @@ async fn kill_9_mid_run_then_rerun_archives_exactly_once() {
     )
     .await;
     let moto = Moto::start().await;
-    let bucket = moto.bucket().await;
     // Versioned, so an overwrite would show as a second version.
-    moto.s3
-        .put_bucket_versioning()
-        .bucket(&bucket)
-        .versioning_configuration(
-            aws_sdk_s3::types::VersioningConfiguration::builder()
-                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let bucket = moto.versioned_bucket().await;
     let args = backfill_args(
         &bucket,
         &api.url,

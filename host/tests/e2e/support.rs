@@ -118,6 +118,28 @@ impl Moto {
         name
     }
 
+    /// Creates a bucket with versioning on, so an overwrite would leave a
+    /// second version behind and be seen.
+    #[allow(
+        dead_code,
+        reason = "used by the reliability, readback and backfill suites"
+    )]
+    pub async fn versioned_bucket(&self) -> String {
+        let bucket = self.bucket().await;
+        self.s3
+            .put_bucket_versioning()
+            .bucket(&bucket)
+            .versioning_configuration(
+                aws_sdk_s3::types::VersioningConfiguration::builder()
+                    .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("enable versioning");
+        bucket
+    }
+
     /// Creates a queue named `{tenant}-{suffix}`; `.fifo` makes it FIFO.
     pub async fn queue(&self, name: &str) -> String {
         let mut request = self.sqs.create_queue().queue_name(name);

@@ -4,7 +4,7 @@
 use std::process::Output;
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{BucketVersioningStatus, ChecksumAlgorithm, VersioningConfiguration};
+use aws_sdk_s3::types::ChecksumAlgorithm;
 use sha2::{Digest, Sha256};
 
 use crate::support::{stderr, unique, Moto, StoredObject};
@@ -58,21 +58,11 @@ pub async fn bucket(moto: &Moto, versioned: bool, object_lock: bool) -> String {
             .expect("create bucket with Object Lock");
         return name;
     }
-    let name = moto.bucket().await;
     if versioned {
-        moto.s3
-            .put_bucket_versioning()
-            .bucket(&name)
-            .versioning_configuration(
-                VersioningConfiguration::builder()
-                    .status(BucketVersioningStatus::Enabled)
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("enable versioning");
+        moto.versioned_bucket().await
+    } else {
+        moto.bucket().await
     }
-    name
 }
 
 /// Sends each (tenant, body) to the tenant's queue and drains every queue

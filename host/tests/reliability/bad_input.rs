@@ -23,7 +23,7 @@ async fn bad_input_is_stored_quarantined_or_refused_never_lost() {
     let _serial = common::serial().await;
     let name = "bad-input";
     let moto = Moto::start().await;
-    let bucket = common::versioned_bucket(&moto).await;
+    let bucket = moto.versioned_bucket().await;
     let acme = common::queue(&moto, "acme", false).await;
     let acme_fifo = common::queue(&moto, "acme", true).await;
     // A name starting with `-` has no tenant; a 64-byte tenant is too long.

@@ -69,7 +69,7 @@ impl Rng {
 /// (`acme`) and a FIFO (`globex`) tenant queue, and `per_queue` audit logs
 /// sent to each.
 pub async fn two_tenant_backlog(moto: &Moto, per_queue: usize) -> (String, Vec<String>, Sent) {
-    let bucket = versioned_bucket(moto).await;
+    let bucket = moto.versioned_bucket().await;
     let queues = vec![
         queue(moto, "acme", false).await,
         queue(moto, "globex", true).await,
@@ -79,24 +79,6 @@ pub async fn two_tenant_backlog(moto: &Moto, per_queue: usize) -> (String, Vec<S
         send_logs(moto, q, per_queue, &mut sent).await;
     }
     (bucket, queues, sent)
-}
-
-/// Creates a bucket with versioning on, so an overwrite would leave a second
-/// version behind and be seen.
-pub async fn versioned_bucket(moto: &Moto) -> String {
-    let bucket = moto.bucket().await;
-    moto.s3
-        .put_bucket_versioning()
-        .bucket(&bucket)
-        .versioning_configuration(
-            aws_sdk_s3::types::VersioningConfiguration::builder()
-                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("enable versioning");
-    bucket
 }
 
 /// What was sent: message id → (queue URL, body).

@@ -100,7 +100,7 @@ async fn hostile_components_are_contained() {
     let (good_n, evil_n) = (6, 3);
     for (variant, contained) in &variants {
         let wasm = fixture(variant);
-        let bucket = common::versioned_bucket(&moto).await;
+        let bucket = moto.versioned_bucket().await;
         let good = common::queue(&moto, "acme", false).await;
         let evil = moto
             .queue(&format!("acme-evil-{}", crate::support::unique("q")))

@@ -129,7 +129,7 @@ async fn the_readme_policy_suffices_under_iam_enforcement() {
     let _serial = common::serial().await;
     let name = "least-privilege";
     let moto = Moto::start().await;
-    let bucket = common::versioned_bucket(&moto).await;
+    let bucket = moto.versioned_bucket().await;
     let queues = vec![
         tenant_queue(&moto, "acme").await,
         tenant_queue(&moto, "globex").await,
@@ -169,7 +169,7 @@ async fn a_refused_delete_fails_the_drain_names_the_permission_and_loses_nothing
     let _serial = common::serial().await;
     let name = "delete-refused";
     let moto = Moto::start().await;
-    let bucket = common::versioned_bucket(&moto).await;
+    let bucket = moto.versioned_bucket().await;
     let queue = tenant_queue(&moto, "acme").await;
     let mut sent = Sent::new();
     one_group(&moto, &queue, 20, &mut sent).await;

@@ -24,7 +24,7 @@ async fn credentials_never_appear_in_logs() {
         s3_503_permille: 200,
         ..Plan::default()
     });
-    let bucket = common::versioned_bucket(&moto).await;
+    let bucket = moto.versioned_bucket().await;
     let queue = common::queue(&moto, "acme", false).await;
     let queues = vec![queue.clone()];
     let levels: [(&str, &[&str]); 3] = [
