@@ -1,6 +1,7 @@
 //! What routing costs: natively (`audit_archiver_transform::Router`) against
 //! through the sandboxed component (`RouterComponent` → `RouterInstance`),
-//! one message per call and in batches, with and without the body crossing
+//! one message per call and in batches (contract 1.0's `route-batch` and
+//! 1.1's `route-queue` side by side), with and without the body crossing
 //! the boundary; and what a start-up costs, compiling or from the cache.
 //!
 //! Run: `cargo bench -p audit-archiver --bench component`
@@ -96,6 +97,12 @@ fn routing<M: Measurement>(c: &mut Criterion<M>) {
         )
         .unwrap();
         let mut instance = component.instance().unwrap();
+        if !component.has_route_queue() {
+            eprintln!(
+                "{}: no route-queue (a 1.0 component): component/route-queue measures route-batch",
+                component.origin()
+            );
+        }
 
         let mut group = c.benchmark_group(format!("route/{case}"));
         group.warm_up_time(Duration::from_secs(1));
@@ -120,14 +127,23 @@ fn routing<M: Measurement>(c: &mut Criterion<M>) {
                 black_box(instance.route(black_box(&messages[i])).unwrap())
             })
         });
-        for size in [10, 100, 1000] {
+        // A batch of 1 shows the fixed cost of a call.
+        for size in [1, 10, 100, 1000] {
             let batch = &messages[..size];
             group.throughput(Throughput::Elements(size as u64));
             group.bench_with_input(BenchmarkId::new("native/batch", size), batch, |b, batch| {
                 b.iter(|| black_box(native.route_batch(black_box(batch))))
             });
+            // Contract 1.0's `route-batch`: strings per message both ways.
             group.bench_with_input(
-                BenchmarkId::new("component/batch", size),
+                BenchmarkId::new("component/route-batch", size),
+                batch,
+                |b, batch| b.iter(|| black_box(instance.route_batch_1_0(black_box(batch)))),
+            );
+            // What `run` uses: 1.1's `route-queue` (packed strings) when the
+            // component has it (else the same as the line above).
+            group.bench_with_input(
+                BenchmarkId::new("component/route-queue", size),
                 batch,
                 |b, batch| b.iter(|| black_box(instance.route_batch(black_box(batch)))),
             );

@@ -13,10 +13,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use audit_archiver_transform::{self as transform, Message, Placement, RouteError, SettingsError};
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{Component, ComponentExportIndex, Func, InstancePre, Linker, TypedFunc};
 use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
 
-/// The one place that runs `bindgen!` against `wit/`.
+/// The one place that runs `bindgen!` against `wit/`. Its types are what
+/// crosses the boundary; its `Routing` world wrapper is not used, because it
+/// insists on every function of 1.1 and the host also runs 1.0 components
+/// ([`RouterExports`]).
+#[allow(dead_code)]
 mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
@@ -32,8 +36,29 @@ use bindings::exports::audit_archiver::routing::router as wit;
 /// The component built from `transform/`, embedded at build time.
 pub static EMBEDDED_COMPONENT: &[u8] = include_bytes!(env!("AUDIT_ARCHIVER_EMBEDDED_COMPONENT"));
 
-/// The interface a routing component must export (`wit/router.wit`).
-pub const ROUTER_INTERFACE: &str = "audit-archiver:routing/router@1.0.0";
+/// The interface a routing component exports (`wit/router.wit`).
+pub const ROUTER_INTERFACE: &str = "audit-archiver:routing/router@1.1.0";
+
+/// The same interface as contract 1.0 has it (no `route-queue`): accepted too.
+pub const ROUTER_INTERFACE_1_0: &str = "audit-archiver:routing/router@1.0.0";
+
+/// The functions' types, as `bindgen!` maps them (parameters borrowed).
+type ValidateCall<'a> = TypedFunc<(wit::Settings<'a>,), (Result<(), wit::SettingsError>,)>;
+type RouteCall<'a> =
+    TypedFunc<(wit::Settings<'a>, wit::Message<'a>), (Result<wit::Placement, wit::RouteError>,)>;
+type RouteBatchCall<'a> = TypedFunc<
+    (wit::Settings<'a>, &'a [wit::Message<'a>]),
+    (Vec<Result<wit::Placement, wit::RouteError>>,),
+>;
+type RouteQueueCall<'a> = TypedFunc<
+    (
+        wit::Settings<'a>,
+        &'a str,
+        &'a str,
+        &'a [wit::PackedMessage],
+    ),
+    (wit::PackedPlacements,),
+>;
 
 /// How often the epoch ticks; call deadlines are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -89,8 +114,8 @@ pub enum ComponentError {
     /// The component does not implement the routing world of this version.
     #[error(
         "{origin} does not implement the routing contract: expected an export \
-         `{ROUTER_INTERFACE}` with route, route-batch and validate-settings, found exports \
-         {exports:?} ({detail})"
+         `{ROUTER_INTERFACE}` (or `{ROUTER_INTERFACE_1_0}`) with route, route-batch and \
+         validate-settings (and, from 1.1.0, route-queue), found exports {exports:?} ({detail})"
     )]
     WrongWorld {
         /// Where the component came from.
@@ -163,7 +188,8 @@ pub struct RouterComponent {
 /// What every instance shares. The epoch ticker lives as long as it does.
 struct Loaded {
     engine: Engine,
-    pre: bindings::RoutingPre<Sandbox>,
+    pre: InstancePre<Sandbox>,
+    exports: RouterExports,
     settings: transform::Settings,
     limits: SandboxLimits,
     origin: String,
@@ -278,30 +304,33 @@ impl RouterComponent {
         }
         // No imports are granted: the linker is empty on purpose.
         let linker = Linker::<Sandbox>::new(&engine);
+        let export_names: Vec<String> = ty
+            .exports(&engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        let wrong_world = |detail: String| ComponentError::WrongWorld {
+            origin: origin.clone(),
+            exports: export_names.clone(),
+            detail,
+        };
+        let exports = RouterExports::find(&component).map_err(wrong_world)?;
         let pre = linker
             .instantiate_pre(&component)
-            .and_then(bindings::RoutingPre::new)
-            .map_err(|e| ComponentError::WrongWorld {
-                origin: origin.clone(),
-                exports: ty
-                    .exports(&engine)
-                    .map(|(name, _)| name.to_string())
-                    .collect(),
-                detail: format!("{e:#}"),
-            })?;
+            .map_err(|e| wrong_world(format!("{e:#}")))?;
 
         let ticker = epoch::Ticker::start(engine.clone(), EPOCH_TICK);
         let router = Self {
             inner: Arc::new(Loaded {
                 engine,
                 pre,
+                exports,
                 settings: settings.clone(),
                 limits,
                 origin,
                 ticker,
             }),
         };
-        router.check_settings()?;
+        router.check_settings(&export_names)?;
         Ok(router)
     }
 
@@ -312,19 +341,38 @@ impl RouterComponent {
 
     /// A new sandboxed instance, for one worker.
     pub fn instance(&self) -> Result<RouterInstance, RouteFailure> {
-        RouterInstance::new(self.inner.clone())
+        RouterInstance::new(self.inner.clone()).map_err(|e| match e {
+            InstanceError::WrongType(detail) | InstanceError::Failed(detail) => {
+                RouteFailure::Trapped(detail)
+            }
+        })
     }
 
-    fn check_settings(&self) -> Result<(), ComponentError> {
+    /// Whether the component exports `route-queue` (contract 1.1), which
+    /// [`RouterInstance::route_batch`] then uses for a batch from one queue.
+    pub fn has_route_queue(&self) -> bool {
+        self.inner.exports.route_queue.is_some()
+    }
+
+    fn check_settings(&self, export_names: &[String]) -> Result<(), ComponentError> {
+        let origin = &self.inner.origin;
         let trapped = |detail: String| ComponentError::Trapped {
-            origin: self.inner.origin.clone(),
+            origin: origin.clone(),
             detail,
         };
-        let mut instance = self.instance().map_err(|e| trapped(e.to_string()))?;
-        let result = instance.call(|routing, store, settings| {
-            routing
-                .audit_archiver_routing_router()
-                .call_validate_settings(store, settings)
+        let mut instance = RouterInstance::new(self.inner.clone()).map_err(|e| match e {
+            InstanceError::WrongType(detail) => ComponentError::WrongWorld {
+                origin: origin.clone(),
+                exports: export_names.to_vec(),
+                detail,
+            },
+            InstanceError::Failed(detail) => trapped(detail),
+        })?;
+        let result = instance.call(|funcs, store, settings| {
+            // SAFETY: the type was checked when the instance was made.
+            let func: ValidateCall<'_> =
+                unsafe { TypedFunc::new_unchecked(funcs.validate_settings) };
+            func.call(store, (settings,)).map(|(result,)| result)
         });
         match result {
             Ok(Ok(())) => Ok(()),
@@ -536,16 +584,129 @@ mod epoch {
     }
 }
 
+/// Where the router's functions are in a component, found once at load. A
+/// 1.0 component has no `route-queue`.
+#[derive(Clone, Copy)]
+struct RouterExports {
+    validate_settings: ComponentExportIndex,
+    route: ComponentExportIndex,
+    route_batch: ComponentExportIndex,
+    route_queue: Option<ComponentExportIndex>,
+}
+
+impl RouterExports {
+    /// The functions of the component's router export, or why it has none.
+    fn find(component: &Component) -> Result<Self, String> {
+        // Wasmtime matches names semver-compatibly; ask for both anyway.
+        let router = component
+            .get_export_index(None, ROUTER_INTERFACE)
+            .or_else(|| component.get_export_index(None, ROUTER_INTERFACE_1_0))
+            .ok_or_else(|| format!("no exported instance named `{ROUTER_INTERFACE}`"))?;
+        let func = |name: &str| {
+            component
+                .get_export_index(Some(&router), name)
+                .ok_or_else(|| format!("the router export has no function `{name}`"))
+        };
+        Ok(Self {
+            validate_settings: func("validate-settings")?,
+            route: func("route")?,
+            route_batch: func("route-batch")?,
+            route_queue: func("route-queue").ok(),
+        })
+    }
+}
+
+/// The router's functions in one instance, their types checked.
+struct RouterFuncs {
+    validate_settings: Func,
+    route: Func,
+    route_batch: Func,
+    route_queue: Option<Func>,
+}
+
+/// Why an instance could not be made.
+enum InstanceError {
+    /// A function of the contract has another type: the component is wrong.
+    WrongType(String),
+    /// Instantiation trapped or broke a limit.
+    Failed(String),
+}
+
+impl RouterFuncs {
+    fn new(
+        exports: &RouterExports,
+        instance: &wasmtime::component::Instance,
+        store: &mut Store<Sandbox>,
+    ) -> Result<Self, InstanceError> {
+        fn get(
+            instance: &wasmtime::component::Instance,
+            store: &mut Store<Sandbox>,
+            index: &ComponentExportIndex,
+            name: &str,
+            check: impl FnOnce(&Func, &Store<Sandbox>) -> wasmtime::Result<()>,
+        ) -> Result<Func, InstanceError> {
+            let func = instance
+                .get_func(&mut *store, index)
+                .ok_or_else(|| InstanceError::WrongType(format!("`{name}` is not a function")))?;
+            check(&func, store).map_err(|e| {
+                InstanceError::WrongType(format!(
+                    "`{name}` does not have the contract's type: {e:#}"
+                ))
+            })?;
+            Ok(func)
+        }
+        Ok(Self {
+            validate_settings: get(
+                instance,
+                store,
+                &exports.validate_settings,
+                "validate-settings",
+                |f, s| {
+                    f.typed::<(wit::Settings<'_>,), (Result<(), wit::SettingsError>,)>(s)
+                        .map(drop)
+                },
+            )?,
+            route: get(instance, store, &exports.route, "route", |f, s| {
+                f.typed::<(wit::Settings<'_>, wit::Message<'_>), (Result<wit::Placement, wit::RouteError>,)>(s)
+                    .map(drop)
+            })?,
+            route_batch: get(
+                instance,
+                store,
+                &exports.route_batch,
+                "route-batch",
+                |f, s| {
+                    f.typed::<
+                    (wit::Settings<'_>, &[wit::Message<'_>]),
+                    (Vec<Result<wit::Placement, wit::RouteError>>,),
+                >(s)
+                .map(drop)
+                },
+            )?,
+            route_queue: match &exports.route_queue {
+                None => None,
+                Some(index) => Some(get(instance, store, index, "route-queue", |f, s| {
+                    f.typed::<
+                        (wit::Settings<'_>, &str, &str, &[wit::PackedMessage]),
+                        (wit::PackedPlacements,),
+                    >(s)
+                    .map(drop)
+                })?),
+            },
+        })
+    }
+}
+
 /// One sandboxed instance of the component. Not shared between threads; after
 /// a trap it replaces itself with a fresh instance.
 pub struct RouterInstance {
     component: Arc<Loaded>,
     store: Store<Sandbox>,
-    routing: bindings::Routing,
+    funcs: RouterFuncs,
 }
 
 impl RouterInstance {
-    fn new(component: Arc<Loaded>) -> Result<Self, RouteFailure> {
+    fn new(component: Arc<Loaded>) -> Result<Self, InstanceError> {
         let limits = StoreLimitsBuilder::new()
             .memory_size(component.limits.memory_bytes)
             .instances(16)
@@ -560,33 +721,75 @@ impl RouterInstance {
             let _in_call = component.ticker.enter();
             component.pre.instantiate(&mut store)
         };
-        let routing = instantiated
-            .map_err(|e| RouteFailure::Trapped(format!("instantiating the component: {e:#}")))?;
+        let instance = instantiated
+            .map_err(|e| InstanceError::Failed(format!("instantiating the component: {e:#}")))?;
+        let funcs = RouterFuncs::new(&component.exports, &instance, &mut store)?;
         Ok(Self {
             component,
             store,
-            routing,
+            funcs,
         })
     }
 
-    /// Routes a batch of messages with one call; one result per message, in order.
+    /// Whether the component exports `route-queue` (contract 1.1).
+    pub fn has_route_queue(&self) -> bool {
+        self.funcs.route_queue.is_some()
+    }
+
+    /// Routes a batch of messages; one result per message, in order.
     ///
-    /// If the batch call traps, each message is retried alone in a fresh
-    /// instance, so one poisonous message fails alone.
+    /// A batch whose messages all come from one queue goes through the
+    /// component's `route-queue` when it has one (contract 1.1: a few
+    /// strings cross the boundary per batch instead of several per message);
+    /// any other batch, or a 1.0 component, through `route-batch`. The
+    /// results are the same either way.
     pub fn route_batch(
         &mut self,
         messages: &[Message<'_>],
     ) -> Vec<Result<Placement, RouteFailure>> {
+        let queue = messages.first().map(|m| m.queue);
+        match queue {
+            Some(queue)
+                if self.funcs.route_queue.is_some()
+                    && messages
+                        .iter()
+                        .all(|m| std::ptr::eq(m.queue, queue) || m.queue == queue) =>
+            {
+                self.route_queue(queue, messages)
+            }
+            _ => self.route_batch_1_0(messages),
+        }
+    }
+
+    /// Routes a batch with the 1.0 entry point `route-batch`, whatever the
+    /// component exports (benchmarks and equivalence tests compare the two).
+    ///
+    /// If the batch call traps, each message is retried alone in a fresh
+    /// instance, so one poisonous message fails alone.
+    pub fn route_batch_1_0(
+        &mut self,
+        messages: &[Message<'_>],
+    ) -> Vec<Result<Placement, RouteFailure>> {
         let wit_messages: Vec<wit::Message<'_>> = messages.iter().map(to_wit_message).collect();
-        let batch = self.call(|routing, store, settings| {
-            routing
-                .audit_archiver_routing_router()
-                .call_route_batch(store, settings, &wit_messages)
+        let batch = self.call(|funcs, store, settings| {
+            // SAFETY: the type was checked when the instance was made.
+            let func: RouteBatchCall<'_> = unsafe { TypedFunc::new_unchecked(funcs.route_batch) };
+            func.call(store, (settings, &wit_messages))
+                .map(|(results,)| results)
         });
         match batch {
             Ok(results) if results.len() == messages.len() => results
                 .into_iter()
-                .map(|result| self.checked(result))
+                .map(|result| {
+                    let placement =
+                        result.map_err(|e| RouteFailure::Rejected(from_wit_route_error(e)))?;
+                    self.checked(&placement.tenant, &placement.key)?;
+                    Ok(Placement {
+                        tenant: placement.tenant,
+                        key: placement.key,
+                        time_ms: placement.time_ms,
+                    })
+                })
                 .collect(),
             Ok(results) => {
                 let detail = format!(
@@ -604,19 +807,126 @@ impl RouterInstance {
         }
     }
 
+    /// Routes a batch from one queue with `route-queue` (contract 1.1): the
+    /// ids and bodies go in as one string, the tenants and keys come back as
+    /// one. Traps are handled as in [`RouterInstance::route_batch_1_0`].
+    fn route_queue(
+        &mut self,
+        queue: &str,
+        messages: &[Message<'_>],
+    ) -> Vec<Result<Placement, RouteFailure>> {
+        let text_len = messages
+            .iter()
+            .map(|m| m.message_id.len() + m.body.len())
+            .sum();
+        let mut text = String::with_capacity(text_len);
+        let packed: Vec<wit::PackedMessage> = messages
+            .iter()
+            .map(|m| {
+                text.push_str(m.message_id);
+                text.push_str(m.body);
+                wit::PackedMessage {
+                    // SQS caps a message at 1 MiB: lengths fit in u32.
+                    message_id_len: m.message_id.len() as u32,
+                    body_len: m.body.len() as u32,
+                    first_receive_ms: m.first_receive_ms,
+                    sent_ms: m.sent_ms,
+                }
+            })
+            .collect();
+        let batch = self.call(|funcs, store, settings| {
+            let Some(route_queue) = funcs.route_queue else {
+                unreachable!("route_batch calls this only when the component has route-queue")
+            };
+            // SAFETY: the type was checked when the instance was made.
+            let func: RouteQueueCall<'_> = unsafe { TypedFunc::new_unchecked(route_queue) };
+            func.call(store, (settings, queue, &text, &packed))
+                .map(|(placements,)| placements)
+        });
+        match batch {
+            Ok(placements) => self.unpack(placements, messages.len()),
+            Err(_) if messages.len() > 1 => messages
+                .iter()
+                .map(|message| self.route_one(to_wit_message(message)))
+                .collect(),
+            Err(detail) => vec![Err(RouteFailure::Trapped(detail))],
+        }
+    }
+
+    /// The placements of a `route-queue` result, checked like any other; a
+    /// result that does not add up (count, lengths) fails the whole batch.
+    fn unpack(
+        &self,
+        placements: wit::PackedPlacements,
+        count: usize,
+    ) -> Vec<Result<Placement, RouteFailure>> {
+        let malformed = |detail: String| vec![Err(RouteFailure::Trapped(detail)); count];
+        if placements.results.len() != count {
+            return malformed(format!(
+                "route-queue returned {} results for {count} messages",
+                placements.results.len()
+            ));
+        }
+        let mut rest = placements.text.as_str();
+        let mut take = |len: u32| {
+            let len = len as usize;
+            let taken = rest.get(..len)?;
+            rest = &rest[len..];
+            Some(taken)
+        };
+        let mut routed = Vec::with_capacity(count);
+        for result in placements.results {
+            routed.push(match result {
+                Ok(packed) => {
+                    let (Some(tenant), Some(key)) = (take(packed.tenant_len), take(packed.key_len))
+                    else {
+                        return malformed(format!(
+                            "route-queue returned lengths past its {} bytes of text, or \
+                             inside a character",
+                            placements.text.len()
+                        ));
+                    };
+                    self.checked(tenant, key).map(|()| Placement {
+                        tenant: tenant.to_string(),
+                        key: key.to_string(),
+                        time_ms: packed.time_ms,
+                    })
+                }
+                Err(e) => Err(RouteFailure::Rejected(from_wit_route_error(e))),
+            });
+        }
+        if !rest.is_empty() {
+            return malformed(format!(
+                "route-queue returned {} bytes of text its results do not account for",
+                rest.len()
+            ));
+        }
+        routed
+    }
+
     /// Routes one message with the single-message entry point.
     pub fn route(&mut self, message: &Message<'_>) -> Result<Placement, RouteFailure> {
         self.route_one(to_wit_message(message))
     }
 
     fn route_one(&mut self, message: wit::Message<'_>) -> Result<Placement, RouteFailure> {
-        let result = self.call(|routing, store, settings| {
-            routing
-                .audit_archiver_routing_router()
-                .call_route(store, settings, message)
+        let result = self.call(|funcs, store, settings| {
+            // SAFETY: the type was checked when the instance was made.
+            let func: RouteCall<'_> = unsafe { TypedFunc::new_unchecked(funcs.route) };
+            func.call(store, (settings, message))
+                .map(|(result,)| result)
         });
         match result {
-            Ok(result) => self.checked(result),
+            Ok(result) => {
+                let placement =
+                    result.map_err(|e| RouteFailure::Rejected(from_wit_route_error(e)))?;
+                self.checked(&placement.tenant, &placement.key)?;
+                Ok(Placement {
+                    tenant: placement.tenant,
+                    key: placement.key,
+                    time_ms: placement.time_ms,
+                })
+            }
             Err(detail) => Err(RouteFailure::Trapped(detail)),
         }
     }
@@ -625,11 +935,7 @@ impl RouterInstance {
     /// (a trapped instance must not be entered again) and returns the reason.
     fn call<T>(
         &mut self,
-        f: impl FnOnce(
-            &bindings::Routing,
-            &mut Store<Sandbox>,
-            wit::Settings<'_>,
-        ) -> wasmtime::Result<T>,
+        f: impl FnOnce(&RouterFuncs, &mut Store<Sandbox>, wit::Settings<'_>) -> wasmtime::Result<T>,
     ) -> Result<T, String> {
         self.store
             .set_epoch_deadline(deadline_ticks(self.component.limits.call_timeout));
@@ -638,7 +944,7 @@ impl RouterInstance {
         let settings = to_wit_settings(&component.settings, &overrides);
         let called = {
             let _in_call = component.ticker.enter();
-            f(&self.routing, &mut self.store, settings)
+            f(&self.funcs, &mut self.store, settings)
         };
         match called {
             Ok(value) => Ok(value),
@@ -652,28 +958,17 @@ impl RouterInstance {
         }
     }
 
-    /// The host's own check of what the untrusted component returned.
-    fn checked(
-        &self,
-        result: Result<wit::Placement, wit::RouteError>,
-    ) -> Result<Placement, RouteFailure> {
-        let placement = result.map_err(|e| RouteFailure::Rejected(from_wit_route_error(e)))?;
-        transform::queue::check_tenant(&placement.tenant)
+    /// The host's own check of a placement the untrusted component returned.
+    fn checked(&self, tenant: &str, key: &str) -> Result<(), RouteFailure> {
+        transform::queue::check_tenant(tenant)
             .map_err(str::to_string)
-            .and_then(|()| {
-                transform::check_key(&placement.key, &placement.tenant).map_err(|e| e.to_string())
-            })
+            .and_then(|()| transform::check_key(key, tenant).map_err(|e| e.to_string()))
             .map_err(|e| {
                 RouteFailure::UnsafePlacement(format!(
-                    "{} returned tenant {:?} and key {:?}: {e}",
-                    self.component.origin, placement.tenant, placement.key
+                    "{} returned tenant {tenant:?} and key {key:?}: {e}",
+                    self.component.origin
                 ))
-            })?;
-        Ok(Placement {
-            tenant: placement.tenant,
-            key: placement.key,
-            time_ms: placement.time_ms,
-        })
+            })
     }
 }
 

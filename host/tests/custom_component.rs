@@ -1,9 +1,10 @@
 //! A team's own routing component, run by the unchanged host with
 //! `--component`: `examples/flat-layout` (same WIT world, another layout) is
 //! built for wasm32-wasip2 and its placements checked through
-//! `audit-archiver route`; the same crate built against a 2.0.0 copy of the
-//! contract, or with a world that imports a function, is refused at start-up
-//! with exit code 2.
+//! `audit-archiver route`; the same crate built against contract 1.0.0 (no
+//! `route-queue`) still runs, through `route-batch`, with the same results;
+//! built against a 2.0.0 copy of the contract, or with a world that imports a
+//! function, it is refused at start-up with exit code 2.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -20,8 +21,10 @@ fn workspace() -> PathBuf {
 
 /// The example component and its two variants the host must refuse.
 struct Components {
-    /// Built against `wit/`.
+    /// Built against `wit/` (contract 1.1: exports `route-queue`).
     flat: PathBuf,
+    /// Built against contract 1.0.0 as released (feature `wit-1-0`).
+    flat_1_0: PathBuf,
     /// Built against `audit-archiver:routing@2.0.0` (feature `wit-v2`).
     v2: PathBuf,
     /// Its world imports a function (feature `with-import`).
@@ -41,6 +44,7 @@ fn components() -> &'static Components {
         let mut paths = Vec::new();
         for (features, name) in [
             (None, "flat-layout.wasm"),
+            (Some("wit-1-0"), "flat-layout-1.0.wasm"),
             (Some("wit-v2"), "flat-layout-v2.wasm"),
             (Some("with-import"), "flat-layout-importing.wasm"),
         ] {
@@ -77,8 +81,9 @@ fn components() -> &'static Components {
         }
         Components {
             flat: paths[0].clone(),
-            v2: paths[1].clone(),
-            importing: paths[2].clone(),
+            flat_1_0: paths[1].clone(),
+            v2: paths[2].clone(),
+            importing: paths[3].clone(),
         }
     })
 }
@@ -164,6 +169,70 @@ fn the_host_runs_a_component_with_another_layout() {
     assert_eq!(bad.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(stderr.contains("--tenant-map"), "{stderr}");
+}
+
+#[test]
+fn a_component_built_against_contract_1_0_still_runs_through_route_batch() {
+    use audit_archiver::engine::{RouterComponent, SandboxLimits};
+    use audit_archiver_transform::{Message, Settings, TimeSource};
+
+    let components = components();
+    // The same placements and errors through `audit-archiver route`.
+    let args = ["--tenant-map", "legacy-audit=acme_legacy"];
+    let flat = route(&components.flat, &args, EVENT);
+    let flat_1_0 = route(&components.flat_1_0, &args, EVENT);
+    assert_eq!(
+        flat_1_0.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&flat_1_0.stderr)
+    );
+    assert_eq!(flat.stdout, flat_1_0.stdout);
+    assert_eq!(String::from_utf8_lossy(&flat.stdout).lines().count(), 4);
+
+    // In process: 1.1 goes through `route-queue` for a batch from one
+    // queue, 1.0 through `route-batch`; the results are the same.
+    let settings = Settings {
+        time_source: TimeSource::Sent,
+        ..Settings::default()
+    };
+    let load = |path: &Path| {
+        RouterComponent::load(Some(path), &settings, SandboxLimits::default()).unwrap()
+    };
+    let (new, old) = (load(&components.flat), load(&components.flat_1_0));
+    assert!(new.has_route_queue());
+    assert!(!old.has_route_queue());
+    let queue =
+        "https://sqs.ap-northeast-1.amazonaws.com/123456789012/acme-prismacloud-auditlog.fifo";
+    let ids = ["m-1", "a/b", "m-é", "m-4"];
+    let messages: Vec<Message<'_>> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| Message {
+            message_id: id,
+            queue,
+            body: "{}",
+            first_receive_ms: None,
+            sent_ms: (i != 3).then_some(1_750_950_000_000 + i as u64 * 86_400_000),
+        })
+        .collect();
+    let (mut new, mut old) = (new.instance().unwrap(), old.instance().unwrap());
+    let packed = new.route_batch(&messages);
+    assert_eq!(packed, new.route_batch_1_0(&messages));
+    assert_eq!(packed, old.route_batch(&messages));
+    let keys: Vec<Option<&str>> = packed
+        .iter()
+        .map(|r| r.as_ref().ok().map(|p| p.key.as_str()))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            Some("acme/2025-06-26/m-1.json"),
+            None,
+            Some("acme/2025-06-28/m-é.json"),
+            None
+        ]
+    );
 }
 
 #[test]

@@ -7,7 +7,9 @@
 //!   exactly what a generated Lambda event or NDJSON holds;
 //! - the component (through `audit_archiver::engine`, sandboxed as in
 //!   production) and the native `audit_archiver_transform` give identical
-//!   results on random messages and settings, one by one and in batches;
+//!   results on random messages and settings, one by one and in batches
+//!   (contract 1.0's `route-batch`, and 1.1's `route-queue` for batches from
+//!   one queue);
 //! - every placement either of them returns passes the host's key check.
 
 use std::cell::RefCell;
@@ -65,8 +67,28 @@ proptest! {
         let settings = settings(settings_index);
         let native = Router::new(&settings).expect("the fixed settings are valid");
         let inputs: Vec<Message<'_>> = messages.iter().map(OwnedMessage::borrow).collect();
+        // The same messages all from the first one's queue: what `run`
+        // batches, and what goes through 1.1's `route-queue`.
+        let one_queue: Vec<Message<'_>> = inputs
+            .iter()
+            .map(|m| Message { queue: inputs[0].queue, ..*m })
+            .collect();
         with_component(settings_index, |component| {
+            prop_assert!(component.has_route_queue(), "the embedded component exports route-queue");
             let batch = component.route_batch(&inputs);
+            let batch_1_0 = component.route_batch_1_0(&inputs);
+            prop_assert_eq!(&batch, &batch_1_0, "route_batch vs route-batch");
+            let queue_batch = component.route_batch(&one_queue);
+            let queue_batch_1_0 = component.route_batch_1_0(&one_queue);
+            prop_assert_eq!(queue_batch.len(), one_queue.len());
+            for (input, (packed, unpacked)) in one_queue.iter().zip(queue_batch.iter().zip(&queue_batch_1_0)) {
+                prop_assert_eq!(packed, unpacked, "route-queue vs route-batch for {:?}", input);
+                match (native.route(input), packed) {
+                    (Ok(want), Ok(got)) => prop_assert_eq!(&want, got),
+                    (Err(want), Err(RouteFailure::Rejected(got))) => prop_assert_eq!(&want, got),
+                    (want, got) => prop_assert!(false, "native {:?} vs route-queue {:?} for {:?}", want, got, input),
+                }
+            }
             prop_assert_eq!(batch.len(), inputs.len());
             for (input, batched) in inputs.iter().zip(batch) {
                 let expected = native.route(input);

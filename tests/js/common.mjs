@@ -45,8 +45,8 @@ export async function transpileRouter(name) {
   if (imports.length !== 0) {
     throw new Error(`the component must import nothing, jco reports imports ${JSON.stringify(imports)}`);
   }
-  if (!exports.some(([n]) => n === 'audit-archiver:routing/router@1.0.0')) {
-    throw new Error(`no audit-archiver:routing/router@1.0.0 export in ${JSON.stringify(exports)}`);
+  if (!exports.some(([n]) => n === 'audit-archiver:routing/router@1.1.0')) {
+    throw new Error(`no audit-archiver:routing/router@1.1.0 export in ${JSON.stringify(exports)}`);
   }
   for (const [file, contents] of Object.entries(files)) {
     await mkdir(dirname(file), { recursive: true });

@@ -153,6 +153,52 @@ describe(`routing vectors in Node.js (jco) — ${wasmPath}`, () => {
     }
   });
 
+  test('route-queue (1.1) gives what route gives, and the host prints the same bytes', () => {
+    // One batch per settings and queue: ids and bodies packed into one string
+    // (lengths in UTF-8 bytes), tenants and keys unpacked from one.
+    const groups = new Map();
+    for (const c of cases) {
+      const key = JSON.stringify([c.settings, c.message.queue]);
+      if (!groups.has(key)) groups.set(key, []);
+      groups.get(key).push(c);
+    }
+    let hostCompared = 0;
+    for (const group of groups.values()) {
+      const settings = toSettings(group[0].settings);
+      const queue = group[0].message.queue;
+      const messages = group.map((c) => toMessage(c.message));
+      const text = messages.map((m) => m.messageId + m.body).join('');
+      const packed = messages.map((m) => ({
+        messageIdLen: Buffer.byteLength(m.messageId),
+        bodyLen: Buffer.byteLength(m.body),
+        firstReceiveMs: m.firstReceiveMs,
+        sentMs: m.sentMs,
+      }));
+      const out = router.routeQueue(settings, queue, text, packed);
+      assert.equal(out.results.length, group.length);
+      const placed = Buffer.from(out.text, 'utf8');
+      let at = 0;
+      const take = (len) => placed.subarray(at, (at += len)).toString('utf8');
+      const results = out.results.map((r) =>
+        r.tag === 'ok' ? { tag: 'ok', val: { tenant: take(r.val.tenantLen), key: take(r.val.keyLen), timeMs: r.val.timeMs } } : r,
+      );
+      assert.equal(at, placed.length, 'the text is exactly the tenants and keys');
+      group.forEach((c, i) => {
+        checkExpectation(c, results[i]);
+        assert.deepEqual(results[i], callRoute(router, settings, messages[i]), c.name);
+      });
+      // The host routes a batch from one queue through route-queue too.
+      const s = cliSettings(group[0].settings);
+      if (JSON.stringify(s) !== JSON.stringify(group[0].settings) || results.some((r) => r.val.tag === 'invalid-settings')) continue;
+      const host = runHost(flags(s), JSON.stringify({ Records: group.map((c) => lambdaRecord(c.message)) }));
+      assert.equal(host.status, 0, `${group[0].name}: ${host.stderr}`);
+      const expected = group.map((c, i) => renderLine(c.message.message_id, results[i]) + '\n').join('');
+      assert.ok(host.bytes.equals(Buffer.from(expected, 'utf8')), `${group[0].name}: host and jco route-queue differ`);
+      hostCompared += group.length;
+    }
+    assert.ok(hostCompared > cases.length / 2, `only ${hostCompared} vectors compared with the host`);
+  });
+
   test('audit-archiver route prints the same bytes for text that JSON escapes', () => {
     // Not in the vectors: ids and queues that exercise serde_json's escaping
     // (quotes, backslashes, control characters, DEL, non-ASCII, U+2028) in keys

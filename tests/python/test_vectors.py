@@ -24,7 +24,7 @@ WASM = Path(os.environ.get("ROUTER_WASM")
 HOST_COMPONENT_ARGS = ["--component", str(WASM)] if os.environ.get("ROUTER_WASM") else []
 HOST = Path(os.environ.get("AUDIT_ARCHIVER_BIN") or REPO / "target/release/audit-archiver").resolve()
 GUIDE = REPO / "docs" / "embedding.md"
-INTERFACE = "audit-archiver:routing/router@1.0.0"
+INTERFACE = "audit-archiver:routing/router@1.1.0"
 
 
 def load_cases():
@@ -40,7 +40,7 @@ CASES = load_cases()
 
 
 class Router:
-    """The component's three functions, in one store (it is pure: reusable)."""
+    """The component's four functions, in one store (it is pure: reusable)."""
 
     def __init__(self, wasm):
         engine = Engine()
@@ -53,8 +53,8 @@ class Router:
         def func(name):
             return instance.get_func(self.store, instance.get_export_index(self.store, name, iface))
 
-        self._validate, self._route, self._batch = (
-            func("validate-settings"), func("route"), func("route-batch"))
+        self._validate, self._route, self._batch, self._queue = (
+            func("validate-settings"), func("route"), func("route-batch"), func("route-queue"))
 
     def validate(self, settings):
         return self._validate(self.store, settings)
@@ -64,6 +64,27 @@ class Router:
 
     def route_batch(self, settings, messages):
         return self._batch(self.store, settings, messages)
+
+    def route_queue(self, settings, queue, messages):
+        """1.1's `route-queue`, packing and unpacking as the contract says
+        (lengths in UTF-8 bytes); returns results like `route`'s."""
+        text = "".join(getattr(m, "message-id") + m.body for m in messages)
+        packed = [record(message_id_len=len(getattr(m, "message-id").encode()), body_len=len(m.body.encode()),
+                         first_receive_ms=getattr(m, "first-receive-ms"), sent_ms=getattr(m, "sent-ms"))
+                  for m in messages]
+        out = self._queue(self.store, settings, queue, text, packed)
+        placed, at, results = out.text.encode(), 0, []
+        for result in out.results:
+            if isinstance(result, Variant):
+                results.append(result)
+                continue
+            tenant_end = at + getattr(result, "tenant-len")
+            key_end = tenant_end + getattr(result, "key-len")
+            results.append(record(tenant=placed[at:tenant_end].decode(), key=placed[tenant_end:key_end].decode(),
+                                  time_ms=getattr(result, "time-ms")))
+            at = key_end
+        assert at == len(placed), "the text is exactly the tenants and keys"
+        return results
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +187,36 @@ def test_route_batch_meets_every_expectation_in_order_and_equals_route(router):
             check_expectation(case, result)
             single = router.route(settings, to_message(case["message"]))
             assert render_line("x", result) == render_line("x", single), case["name"]
+
+
+def test_route_queue_meets_every_expectation_and_the_host_prints_the_same_bytes(router):
+    """1.1's `route-queue`, one batch per settings and queue, gives what
+    `route` gives; and the host, which routes a batch from one queue through
+    it too, prints the same bytes."""
+    by_queue = {}
+    for case in CASES:
+        key = json.dumps([case["settings"], case["message"]["queue"]], sort_keys=True)
+        by_queue.setdefault(key, []).append(case)
+    host_compared = 0
+    for group in by_queue.values():
+        settings = to_settings(group[0]["settings"])
+        results = router.route_queue(settings, group[0]["message"]["queue"], [to_message(c["message"]) for c in group])
+        assert len(results) == len(group)
+        for case, result in zip(group, results):
+            check_expectation(case, result)
+            single = router.route(settings, to_message(case["message"]))
+            assert render_line("x", result) == render_line("x", single), case["name"]
+            if not isinstance(result, Variant):
+                assert getattr(result, "time-ms") == getattr(single, "time-ms"), case["name"]
+        if cli_settings(group[0]["settings"]) != group[0]["settings"] or router.validate(settings) is not None:
+            continue
+        event = json.dumps({"Records": [lambda_record(c["message"]) for c in group]}, ensure_ascii=False)
+        host = run_host(flags(group[0]["settings"]), event)
+        assert host.returncode == 0, host.stderr.decode("utf-8", "replace")
+        expected = "".join(render_line(c["message"]["message_id"], r) + "\n" for c, r in zip(group, results))
+        assert host.stdout == expected.encode("utf-8"), f"{group[0]['name']}: host and wasmtime-py differ"
+        host_compared += len(group)
+    assert host_compared > len(CASES) / 2, f"only {host_compared} vectors compared with the host"
 
 
 def flags(s):

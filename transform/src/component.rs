@@ -89,6 +89,14 @@ fn message(m: &wit::Message) -> r::Message<'_> {
     }
 }
 
+/// The route error of the WIT contract for `e`.
+fn route_error(e: r::RouteError) -> wit::RouteError {
+    match result(Err(e)) {
+        Err(e) => e,
+        Ok(_) => unreachable!("an error maps to an error"),
+    }
+}
+
 fn settings_error(e: r::SettingsError) -> wit::SettingsError {
     use r::SettingsError as E;
     use wit::SettingsError as W;
@@ -184,5 +192,61 @@ impl wit::Guest for Component {
                 .map(|_| result(Err(r::RouteError::InvalidSettings(e.clone()))))
                 .collect(),
         })
+    }
+
+    fn route_queue(
+        s: wit::Settings,
+        queue: alloc::string::String,
+        text: alloc::string::String,
+        messages: Vec<wit::PackedMessage>,
+    ) -> wit::PackedPlacements {
+        // Cut `text` into each message's id and body; lengths that do not
+        // add up, or split a character, are the caller's bug: trap.
+        let mut rest = text.as_str();
+        let mut take = |len: u32| {
+            let len = len as usize;
+            if !rest.is_char_boundary(len) {
+                core::arch::wasm32::unreachable();
+            }
+            let (taken, after) = rest.split_at(len);
+            rest = after;
+            taken
+        };
+        let unpacked: Vec<r::Message<'_>> = messages
+            .iter()
+            .map(|m| r::Message {
+                message_id: take(m.message_id_len),
+                queue: "",
+                body: take(m.body_len),
+                first_receive_ms: m.first_receive_ms,
+                sent_ms: m.sent_ms,
+            })
+            .collect();
+        if !rest.is_empty() {
+            core::arch::wasm32::unreachable();
+        }
+        let mut results = Vec::with_capacity(unpacked.len());
+        let mut placed = alloc::string::String::new();
+        with_router(s, |router| match router {
+            Ok(router) => router.route_packed(&queue, unpacked, &mut placed, |result| {
+                results.push(match result {
+                    Ok(p) => Ok(wit::PackedPlacement {
+                        tenant_len: p.tenant_len as u32,
+                        key_len: p.key_len as u32,
+                        time_ms: p.time_ms,
+                    }),
+                    Err(e) => Err(route_error(e)),
+                })
+            }),
+            Err(e) => results.extend(
+                unpacked
+                    .iter()
+                    .map(|_| Err(route_error(r::RouteError::InvalidSettings(e.clone())))),
+            ),
+        });
+        wit::PackedPlacements {
+            text: placed,
+            results,
+        }
     }
 }

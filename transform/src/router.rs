@@ -147,6 +147,19 @@ pub struct Placement {
     pub time_ms: u64,
 }
 
+/// Where a message of a packed batch is archived ([`Router::route_packed`],
+/// the WIT `packed-placement`): a [`Placement`] whose tenant and key are the
+/// next `tenant_len` and then `key_len` bytes of the batch's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PackedPlacement {
+    /// The tenant's length in bytes.
+    pub tenant_len: usize,
+    /// The key's length in bytes.
+    pub key_len: usize,
+    /// The time that named the object, epoch ms (UTC).
+    pub time_ms: u64,
+}
+
 /// Why settings are invalid (the WIT `settings-error` variant). Each case
 /// carries a human-readable detail.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -433,6 +446,65 @@ impl Router {
         })
     }
 
+    /// Routes messages that all come from `queue` (their own `queue` is not
+    /// read) like [`Router::route_all`], but instead of allocating each
+    /// placement's tenant and key, appends them to `text` (the tenant, then
+    /// the key) and gives `each` their lengths: one result per message, in
+    /// order, each the same as [`Router::route`] would give for the message
+    /// with `queue` (the WIT `route-queue`). A failed message appends nothing.
+    pub fn route_packed<'a, I>(
+        &self,
+        queue: &str,
+        messages: I,
+        text: &mut String,
+        mut each: impl FnMut(Result<PackedPlacement, RouteError>),
+    ) where
+        I: IntoIterator<Item = Message<'a>>,
+    {
+        // SAFETY: only whole `&str`s (tenants) and `place_key`'s output
+        // (valid UTF-8) are appended, and it truncates only back to where it
+        // started appending: `text` stays valid UTF-8.
+        let out = unsafe { text.as_mut_vec() };
+        // The queue's bare name and tenant, once it routed.
+        let mut parsed: Option<(&str, &str)> = None;
+        let mut messages = messages.into_iter();
+        let mut reserved = false;
+        while let Some(message) = messages.next() {
+            let message = Message { queue, ..message };
+            let found = match parsed {
+                Some(found) => Ok(found),
+                // Its error names the message, so an invalid queue is parsed
+                // again for each one (the slow path only).
+                None => self.queue_and_tenant(queue, Some(message.message_id)),
+            };
+            let result = found.and_then(|(name, tenant)| {
+                parsed = Some((name, tenant));
+                let start = out.len();
+                out.extend_from_slice(tenant.as_bytes());
+                match self.place_key(&message, name, tenant, out) {
+                    Ok(time_ms) => {
+                        if !reserved {
+                            // Room for the rest, if their keys are as long as
+                            // the first: one growth instead of a doubling series.
+                            reserved = true;
+                            out.reserve((out.len() - start) * messages.size_hint().0);
+                        }
+                        Ok(PackedPlacement {
+                            tenant_len: tenant.len(),
+                            key_len: out.len() - start - tenant.len(),
+                            time_ms,
+                        })
+                    }
+                    Err(e) => {
+                        out.truncate(start);
+                        Err(e)
+                    }
+                }
+            });
+            each(result);
+        }
+    }
+
     /// Routes `message`, whose queue has the bare name `name` and tenant `tenant`.
     fn place(
         &self,
@@ -440,6 +512,25 @@ impl Router {
         name: &str,
         tenant: &str,
     ) -> Result<Placement, RouteError> {
+        let mut key = Vec::new();
+        let time_ms = self.place_key(message, name, tenant, &mut key)?;
+        Ok(Placement {
+            tenant: String::from(tenant),
+            // SAFETY: `place_key` appends valid UTF-8 only.
+            key: unsafe { String::from_utf8_unchecked(key) },
+            time_ms,
+        })
+    }
+
+    /// Routes `message` like [`Router::place`], appending its key to `out`
+    /// (nothing on an error); returns the time that named it.
+    fn place_key(
+        &self,
+        message: &Message<'_>,
+        name: &str,
+        tenant: &str,
+        out: &mut Vec<u8>,
+    ) -> Result<u64, RouteError> {
         let who = || {
             format!(
                 "message {} from queue {}",
@@ -458,24 +549,25 @@ impl Router {
                 format_offset(self.utc_offset_minutes)
             )));
         };
-        let key = self.template.render(&Values {
-            tenant,
-            queue: name,
-            message_id: message.message_id,
-            time: &time,
-        });
-        if let Err(why) = check_key(&key, tenant) {
-            return Err(RouteError::UnsafeKey(format!(
-                "{}: {why} (key starts {})",
-                who(),
-                quoted(&key)
-            )));
+        let start = out.len();
+        self.template.render_into(
+            &Values {
+                tenant,
+                queue: name,
+                message_id: message.message_id,
+                time: &time,
+            },
+            out,
+        );
+        // SAFETY: `render_into` appends valid UTF-8 only.
+        let key = unsafe { core::str::from_utf8_unchecked(&out[start..]) };
+        if let Err(why) = check_key(key, tenant) {
+            let error =
+                RouteError::UnsafeKey(format!("{}: {why} (key starts {})", who(), quoted(key)));
+            out.truncate(start);
+            return Err(error);
         }
-        Ok(Placement {
-            tenant: String::from(tenant),
-            key,
-            time_ms,
-        })
+        Ok(time_ms)
     }
 
     /// The message's time from the configured source, epoch ms.
@@ -1025,6 +1117,55 @@ mod tests {
             let alone: Vec<_> = messages.iter().map(|m| router.route(m)).collect();
             prop_assert_eq!(&router.route_batch(&messages), &alone);
             prop_assert_eq!(&route_batch(&Settings { utc_offset_minutes: offset, ..Settings::default() }, &messages), &alone);
+        }
+
+        #[test]
+        fn packed_batches_route_each_message_as_alone(
+            picks in proptest::collection::vec((0_usize..4, any::<bool>()), 0..12),
+            queue_pick in 0_usize..4,
+            template in template(),
+            offset in -840_i16..=840,
+        ) {
+            // One queue per packed batch, routable or not; ids good or bad,
+            // times present or not; any template (long or unsafe keys too).
+            let queues = [Q, "-bad", "beta", "a b"];
+            let ids = ["m-1", "", "m/2", "é-3"];
+            let queue = queues[queue_pick];
+            let messages: Vec<Message<'_>> = picks
+                .iter()
+                .enumerate()
+                .map(|(i, &(id, timed))| Message {
+                    message_id: ids[id],
+                    queue,
+                    body: "",
+                    first_receive_ms: timed.then_some(T + i as u64 * 86_399_999),
+                    sent_ms: None,
+                })
+                .collect();
+            let Ok(router) = Router::new(&Settings { key_template: template, utc_offset_minutes: offset, ..Settings::default() }) else {
+                return Ok(());
+            };
+            let mut text = String::from("kept");
+            let mut packed = Vec::new();
+            // The queue given to the batch wins over each message's own.
+            let elsewhere = messages.iter().map(|m| Message { queue: "other-q", ..*m });
+            router.route_packed(queue, elsewhere, &mut text, |r| packed.push(r));
+            prop_assert_eq!(packed.len(), messages.len());
+            let mut rest = text.strip_prefix("kept").unwrap();
+            for (message, got) in messages.iter().zip(packed) {
+                let want = router.route(message);
+                match (want, got) {
+                    (Ok(want), Ok(got)) => {
+                        let (tenant, after) = rest.split_at(got.tenant_len);
+                        let (key, after) = after.split_at(got.key_len);
+                        rest = after;
+                        prop_assert_eq!((tenant, key, got.time_ms), (want.tenant.as_str(), want.key.as_str(), want.time_ms));
+                    }
+                    (Err(want), Err(got)) => prop_assert_eq!(want, got),
+                    (want, got) => prop_assert!(false, "route {:?} vs packed {:?}", want, got),
+                }
+            }
+            prop_assert_eq!(rest, "");
         }
 
         #[test]

@@ -187,6 +187,17 @@ impl Template {
     /// Renders a key (one allocation, of its exact length).
     pub fn render(&self, values: &Values<'_>) -> String {
         let mut out = Vec::with_capacity(self.rendered_len(values));
+        self.render_into(values, &mut out);
+        // SAFETY: `out` is the concatenation of whole `&str`s and ASCII
+        // digits, so it is valid UTF-8.
+        unsafe { String::from_utf8_unchecked(out) }
+    }
+
+    /// Appends a key to `out` (which grows at most once): what
+    /// [`Template::render`] returns, without an allocation of its own. The
+    /// appended bytes are valid UTF-8.
+    pub fn render_into(&self, values: &Values<'_>, out: &mut Vec<u8>) {
+        out.reserve(self.rendered_len(values));
         for part in &self.parts {
             match part {
                 Part::Literal(s) => out.extend_from_slice(s.as_bytes()),
@@ -195,12 +206,9 @@ impl Template {
                 Part::Field(Field::MessageId) => {
                     out.extend_from_slice(values.message_id.as_bytes())
                 }
-                Part::Time(spec) => push_padded(&mut out, spec.value(values.time), spec.width()),
+                Part::Time(spec) => push_padded(out, spec.value(values.time), spec.width()),
             }
         }
-        // SAFETY: `out` is the concatenation of whole `&str`s and ASCII
-        // digits, so it is valid UTF-8.
-        unsafe { String::from_utf8_unchecked(out) }
     }
 }
 

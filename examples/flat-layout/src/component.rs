@@ -4,14 +4,20 @@
 
 use alloc::vec::Vec;
 
-// The contract; or, for the host's refusal tests only, an incompatible
-// version of it (`wit-v2`) or a world that imports a function (`with-import`).
-#[cfg(not(any(feature = "wit-v2", feature = "with-import")))]
+// The contract; or, for the host's tests only, an incompatible version of it
+// (`wit-v2`), a world that imports a function (`with-import`), or contract
+// 1.0.0 as released (`wit-1-0`, without `route-queue`).
+#[cfg(not(any(feature = "wit-v2", feature = "with-import", feature = "wit-1-0")))]
 wit_bindgen::generate!({ path: "../../wit", world: "routing" });
 #[cfg(feature = "wit-v2")]
 wit_bindgen::generate!({ path: "wit-v2", world: "routing" });
 #[cfg(all(feature = "with-import", not(feature = "wit-v2")))]
 wit_bindgen::generate!({ path: "wit-import", world: "routing" });
+#[cfg(all(
+    feature = "wit-1-0",
+    not(any(feature = "wit-v2", feature = "with-import"))
+))]
+wit_bindgen::generate!({ path: "wit-1.0", world: "routing" });
 
 use exports::audit_archiver::routing::router as wit;
 
@@ -118,5 +124,57 @@ impl wit::Guest for Component {
         messages: Vec<wit::Message>,
     ) -> Vec<Result<wit::Placement, wit::RouteError>> {
         messages.iter().map(|m| route(&s, m)).collect()
+    }
+
+    // Contract 1.1: the same routing, strings packed (see `wit/router.wit`).
+    #[cfg(not(feature = "wit-1-0"))]
+    fn route_queue(
+        s: wit::Settings,
+        queue: alloc::string::String,
+        text: alloc::string::String,
+        messages: Vec<wit::PackedMessage>,
+    ) -> wit::PackedPlacements {
+        let mut at = 0;
+        let mut take = |len: u32| {
+            let start = at;
+            at += len as usize;
+            // Lengths past the text or inside a character: the caller's bug.
+            match text.get(start..at) {
+                Some(taken) => alloc::string::String::from(taken),
+                None => core::arch::wasm32::unreachable(),
+            }
+        };
+        let unpacked: Vec<wit::Message> = messages
+            .iter()
+            .map(|m| wit::Message {
+                message_id: take(m.message_id_len),
+                queue: queue.clone(),
+                body: take(m.body_len),
+                first_receive_ms: m.first_receive_ms,
+                sent_ms: m.sent_ms,
+            })
+            .collect();
+        if at != text.len() {
+            core::arch::wasm32::unreachable();
+        }
+        let mut placed = alloc::string::String::new();
+        let results = unpacked
+            .iter()
+            .map(|m| {
+                route(&s, m).map(|p| {
+                    placed.push_str(&p.tenant);
+                    placed.push_str(&p.key);
+                    wit::PackedPlacement {
+                        tenant_len: p.tenant.len() as u32,
+                        key_len: p.key.len() as u32,
+                        time_ms: p.time_ms,
+                    }
+                })
+            })
+            .collect();
+        wit::PackedPlacements {
+            text: placed,
+            results,
+        }
     }
 }
