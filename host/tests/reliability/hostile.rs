@@ -8,8 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
 
-use crate::common::{self, err, Sent};
-use crate::support::{repo_root, Moto};
+use audit_archiver_test_kit::{self as kit, repo_root, stderr, Moto, Sent};
 
 /// Builds one variant of the fixture (cached) and returns its `.wasm`.
 fn fixture(variant: &str) -> PathBuf {
@@ -65,7 +64,7 @@ enum Contained {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_components_are_contained() {
-    let _serial = common::serial().await;
+    let _serial = kit::serial().await;
     let name = "hostile";
     let moto = Moto::start().await;
     let variants: Vec<(&str, Contained)> = vec![
@@ -101,14 +100,12 @@ async fn hostile_components_are_contained() {
     for (variant, contained) in &variants {
         let wasm = fixture(variant);
         let bucket = moto.versioned_bucket().await;
-        let good = common::queue(&moto, "acme", false).await;
-        let evil = moto
-            .queue(&format!("acme-evil-{}", crate::support::unique("q")))
-            .await;
+        let good = moto.tenant_queue("acme", false).await;
+        let evil = moto.queue(&format!("acme-evil-{}", kit::unique("q"))).await;
         let mut good_sent = Sent::new();
         let mut evil_sent = Sent::new();
-        common::send_logs(&moto, &good, good_n, &mut good_sent).await;
-        common::send_logs(&moto, &evil, evil_n, &mut evil_sent).await;
+        moto.send_logs(&good, good_n, &mut good_sent).await;
+        moto.send_logs(&evil, evil_n, &mut evil_sent).await;
         let started = std::time::Instant::now();
         let output = moto.run(&[
             "run",
@@ -131,7 +128,7 @@ async fn hostile_components_are_contained() {
             "0",
         ]);
         let elapsed = started.elapsed();
-        let log = err(&output);
+        let log = stderr(&output);
         let objects = moto.objects(&bucket).await;
         let evil_depth = moto.depth(&evil).await;
         match contained {
