@@ -22,6 +22,7 @@ and N objects stored.
   bench/endpoint.sh                           # builds, then runs this
   bench/endpoint.sh --messages 20000 --repeat 5 --shape fifo
   bench/endpoint.sh --quick                   # one tiny run of each (CI smoke)
+  bench/endpoint.sh --repeat 1 --perf /tmp/profiles   # then perf report -i /tmp/profiles/host-….data
 """
 import argparse
 import json
@@ -132,15 +133,19 @@ def command(side, endpoint, urls, concurrency, cache_dir):
     return cmd
 
 
-def run(side, messages, tenants, shape, concurrency, threads, cache_dir):
+def run(side, messages, tenants, shape, concurrency, threads, cache_dir, perf=None):
     endpoint = Endpoint(threads)
     try:
         urls = endpoint.setup(messages, tenants, shape)
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             endpoint_before = proc_cpu(endpoint.proc.pid)
             started = time.monotonic()
-            proc = subprocess.Popen(command(side, endpoint, urls, concurrency, cache_dir),
-                                    stdout=out, stderr=err, env=ENV)
+            cmd = command(side, endpoint, urls, concurrency, cache_dir)
+            if perf and messages:
+                # Sampled on the CPU clock (this VM has no hardware counters).
+                cmd = ["perf", "record", "-q", "-e", "cpu-clock", "-F", "2999", "-o",
+                       os.path.join(perf, f"{side}-{shape}-{messages}.data"), "--"] + cmd
+            proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=ENV)
             _, status, usage = os.wait4(proc.pid, 0)
             wall = time.monotonic() - started
             proc.returncode = os.waitstatus_to_exitcode(status)
@@ -189,6 +194,9 @@ def main():
     parser.add_argument("--threads", type=int, default=1, help="the endpoint's worker threads")
     parser.add_argument("--quick", action="store_true", help="one tiny run of each (CI)")
     parser.add_argument("--json", help="also write every row to this file")
+    parser.add_argument("--perf", metavar="DIR",
+                        help="record each drainer with `perf record` into DIR (its CPU figures "
+                             "then include perf's own: profile, do not compare)")
     args = parser.parse_args()
     if args.quick:
         args.messages, args.tenants, args.repeat, args.shape = 200, 2, 1, "mixed"
@@ -204,7 +212,7 @@ def main():
             rows.append(run(side, 0, args.tenants, args.shape, args.concurrency, args.threads,
                             cache_dir))
             rows.append(run(side, args.messages, args.tenants, args.shape, args.concurrency,
-                            args.threads, cache_dir))
+                            args.threads, cache_dir, args.perf))
     table(f"{args.messages} messages over {args.tenants} {args.shape} queues, "
           f"--concurrency {args.concurrency}: every run", rows, list(rows[0].keys()))
     summary = []
