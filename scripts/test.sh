@@ -39,6 +39,7 @@ cargo test --release -p audit-archiver "${suites[@]}" --test reliability -- --no
 step "benchmarks build and run one tiny iteration (not timed: numbers are in BENCHMARKS.md)"
 cargo bench -p audit-archiver --bench component --quiet -- --test
 bench/e2e.sh --quick
+bench/endpoint.sh --quick
 bench/readback.sh --quick
 scripts/package-lambda.sh --no-build
 .venv/bin/python bench/lambda.py --quick
