@@ -48,11 +48,9 @@ pub struct SandboxLimits {
 }
 
 impl Default for SandboxLimits {
+    /// `--component-memory-mib` and `--component-timeout-ms` unset.
     fn default() -> Self {
-        Self {
-            memory_bytes: 64 << 20,
-            call_timeout: Duration::from_secs(1),
-        }
+        crate::config::defaults::sandbox_limits()
     }
 }
 

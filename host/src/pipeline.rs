@@ -238,7 +238,7 @@ pub struct PipelineSettings {
 impl Default for PipelineSettings {
     fn default() -> Self {
         Self {
-            quarantine_prefix: "_quarantine/".into(),
+            quarantine_prefix: crate::config::defaults::QUARANTINE_PREFIX.into(),
             retry_initial: Duration::from_millis(200),
             retry_max: Duration::from_secs(20),
             delete_retry_budget: Duration::from_secs(30),
