@@ -188,7 +188,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// URL parsing as first written, with `str` searches.
+    /// URL parsing written plainly, with `str` searches: the oracle.
     fn reference_url_name<'q>(scheme: &str, rest: &'q str) -> Result<&'q str, &'static str> {
         let scheme_ok = scheme
             .bytes()
