@@ -276,8 +276,7 @@ option_group! {
             env = "AUDIT_ARCHIVER_MAX_ATTEMPTS",
             value_name = "N",
             help = with_default!(
-                "Attempts per AWS request (the SDK's retries with backoff), first included. \
-                 Failed stores are retried again after that.",
+                "Attempts per AWS request (the SDK's retries with backoff), the first included.",
                 defaults::MAX_ATTEMPTS
             )
         )]
