@@ -48,11 +48,9 @@ pub struct SandboxLimits {
 }
 
 impl Default for SandboxLimits {
+    /// `--component-memory-mib` and `--component-timeout-ms` unset.
     fn default() -> Self {
-        Self {
-            memory_bytes: 64 << 20,
-            call_timeout: Duration::from_secs(1),
-        }
+        crate::config::defaults::sandbox_limits()
     }
 }
 
@@ -134,8 +132,10 @@ pub enum RouteFailure {
     /// The component returned a placement the host will not use (unsafe key,
     /// key outside the tenant, invalid tenant): quarantined, reason logged.
     UnsafePlacement(String),
-    /// The component trapped or broke a limit: the message stays in SQS.
-    Trapped(String),
+    /// The component failed, not the message: it trapped, broke a limit,
+    /// could not be instantiated or answered a batch with the wrong number
+    /// of results. The message stays in SQS.
+    ComponentFailed(String),
 }
 
 impl std::fmt::Display for RouteFailure {
@@ -143,7 +143,7 @@ impl std::fmt::Display for RouteFailure {
         match self {
             Self::Rejected(e) => write!(f, "{}: {}", e.case(), e.detail()),
             Self::UnsafePlacement(detail) => write!(f, "unsafe-placement: {detail}"),
-            Self::Trapped(detail) => write!(f, "component-trap: {detail}"),
+            Self::ComponentFailed(detail) => write!(f, "component-trap: {detail}"),
         }
     }
 }
@@ -560,8 +560,9 @@ impl RouterInstance {
             let _in_call = component.ticker.enter();
             component.pre.instantiate(&mut store)
         };
-        let routing = instantiated
-            .map_err(|e| RouteFailure::Trapped(format!("instantiating the component: {e:#}")))?;
+        let routing = instantiated.map_err(|e| {
+            RouteFailure::ComponentFailed(format!("instantiating the component: {e:#}"))
+        })?;
         Ok(Self {
             component,
             store,
@@ -594,13 +595,13 @@ impl RouterInstance {
                     results.len(),
                     messages.len()
                 );
-                vec![Err(RouteFailure::Trapped(detail)); messages.len()]
+                vec![Err(RouteFailure::ComponentFailed(detail)); messages.len()]
             }
             Err(_) if messages.len() > 1 => wit_messages
                 .into_iter()
                 .map(|message| self.route_one(message))
                 .collect(),
-            Err(detail) => vec![Err(RouteFailure::Trapped(detail))],
+            Err(detail) => vec![Err(RouteFailure::ComponentFailed(detail))],
         }
     }
 
@@ -617,7 +618,7 @@ impl RouterInstance {
         });
         match result {
             Ok(result) => self.checked(result),
-            Err(detail) => Err(RouteFailure::Trapped(detail)),
+            Err(detail) => Err(RouteFailure::ComponentFailed(detail)),
         }
     }
 

@@ -125,8 +125,8 @@ fn result(r: Result<r::Placement, r::RouteError>) -> Result<wit::Placement, wit:
 
 /// The router built for the last settings seen, with those settings.
 ///
-/// Hosts pass the same settings on every call; parsing the template again
-/// each time was most of the fixed cost of a call. Routing is pure, so reusing
+/// Hosts pass the same settings on every call, and parsing the template
+/// would be most of the fixed cost of a call. Routing is pure, so reusing
 /// the router is invisible to callers, and one entry keeps memory bounded.
 struct LastRouter(RefCell<Option<(r::Settings, Result<r::Router, r::SettingsError>)>>);
 

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::{load_component, CommandError, Exit};
-use crate::config::{bare_queue_name, name_env, LambdaArgs, LambdaConfig};
+use crate::config::{name_env, LambdaArgs, LambdaConfig};
 use crate::engine::{ComponentError, RouteFailure, RouterComponent, RouterInstance};
 use crate::metrics::Counters;
 use crate::pipeline::{BatchRun, PipelineSettings, QueueRef, ReceivedMessage, Settlement};
@@ -355,7 +355,7 @@ fn records(messages: Vec<SqsMessage>) -> Result<Vec<Record>, InvalidEvent> {
                     ))
                 })?;
             let arn = message.event_source_arn.unwrap_or_default();
-            let name = bare_queue_name(&arn).to_string();
+            let name = audit_archiver_transform::queue::bare_queue_name(&arn).to_string();
             let millis = |name: &str| message.attributes.get(name)?.parse::<u64>().ok();
             Ok(Record {
                 queue: QueueRef {
