@@ -30,11 +30,15 @@ fn main() {
 }
 
 fn build_component(workspace: &Path) -> PathBuf {
+    // The root manifest holds the component's release profile; the lock file
+    // its dependencies' versions.
     for watched in [
         "transform/src",
         "transform/Cargo.toml",
         "crates/guest-support",
         "wit",
+        "Cargo.toml",
+        "Cargo.lock",
     ] {
         println!(
             "cargo:rerun-if-changed={}",
