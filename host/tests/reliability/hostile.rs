@@ -1,55 +1,20 @@
 //! Scenario 6: hostile components (built from `tests/fixtures/hostile-router`,
-//! one cargo feature per behaviour). Each is contained: refused at start-up
-//! (exit 2, naming --component), or the hostile messages are kept in SQS (a
-//! trap or a broken limit) or quarantined (an unsafe placement), with the
-//! reason logged, while the well-behaved queue is archived.
+//! the one fixture for every refusal, one cargo feature per behaviour). Each
+//! is contained: refused at start-up (exit 2, naming --component), or the
+//! hostile messages are kept in SQS (a trap or a broken limit) or quarantined
+//! (an unsafe placement), with the reason logged, while the well-behaved queue
+//! is archived.
 
 use std::path::PathBuf;
-use std::process::Command;
-use std::sync::Mutex;
+
+use audit_archiver::engine::ROUTER_INTERFACE;
 
 use audit_archiver_test_kit::{self as kit, repo_root, stderr, Moto, Sent};
 
-/// Builds one variant of the fixture (cached) and returns its `.wasm`.
+/// Builds one variant of the fixture and returns its `.wasm`.
 fn fixture(variant: &str) -> PathBuf {
-    static BUILD: Mutex<()> = Mutex::new(());
-    let _one_at_a_time = BUILD.lock().unwrap_or_else(|p| p.into_inner());
-    let root = repo_root();
-    let out = root.join("target/fixtures").join(format!("{variant}.wasm"));
-    let target_dir = root.join("target/fixtures/hostile-router");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = Command::new(cargo);
-    command
-        .current_dir(&root)
-        .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2"])
-        .args([
-            "--manifest-path",
-            "tests/fixtures/hostile-router/Cargo.toml",
-        ])
-        .args(["--features", variant])
-        .arg("--target-dir")
-        .arg(&target_dir);
-    for var in [
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTFLAGS",
-        "CARGO_BUILD_TARGET",
-        "CARGO_TARGET_DIR",
-    ] {
-        command.env_remove(var);
-    }
-    let status = command
-        .status()
-        .expect("cargo build of the hostile fixture");
-    assert!(
-        status.success(),
-        "building hostile-router --features {variant}"
-    );
-    std::fs::copy(
-        target_dir.join("wasm32-wasip2/release/hostile_router.wasm"),
-        &out,
-    )
-    .unwrap();
-    out
+    audit_archiver_guest_build::hostile_router(&repo_root(), variant)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// What the host must do with a variant.
@@ -89,7 +54,11 @@ async fn hostile_components_are_contained() {
         ),
         (
             "wrong-world",
-            Contained::Refused(&["--component", "does not implement", "router@1.0.0"]),
+            Contained::Refused(&["--component", "does not implement", ROUTER_INTERFACE]),
+        ),
+        (
+            "imports-function",
+            Contained::Refused(&["--component", "imports [\"log\"]", "must import nothing"]),
         ),
         (
             "settings-loop",
