@@ -18,7 +18,7 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::Duration;
 
-use audit_archiver::engine::{RouterComponent, SandboxLimits, EMBEDDED_COMPONENT};
+use audit_archiver::engine::{ComponentSource, RouterComponent, SandboxLimits, EMBEDDED_COMPONENT};
 use audit_archiver_transform::{Message, Router, Settings, TimeSource};
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{BenchmarkId, Criterion, Throughput};
@@ -91,9 +91,10 @@ fn routing<M: Measurement>(c: &mut Criterion<M>) {
         let messages = input.messages(with_body);
         let native = Router::new(&settings).unwrap();
         let component = RouterComponent::load(
-            bench_component().as_deref(),
+            ComponentSource::file_or_embedded(bench_component().as_deref()),
             &settings,
             SandboxLimits::default(),
+            None,
         )
         .unwrap();
         let mut instance = component.instance().unwrap();
@@ -165,21 +166,24 @@ fn startup<M: Measurement>(c: &mut Criterion<M>) {
     // Embedded bytes → ready instance (compile, link, validate settings, instantiate).
     group.bench_function("compile", |b| {
         b.iter(|| {
-            let component = RouterComponent::load(None, &settings, limits).unwrap();
+            let component =
+                RouterComponent::load(ComponentSource::Embedded, &settings, limits, None).unwrap();
             black_box(component.instance().unwrap());
         })
     });
     // The same from a warm cache (deserialize_file instead of compiling).
-    RouterComponent::load_cached(None, &settings, limits, Some(&dir)).unwrap();
+    RouterComponent::load(ComponentSource::Embedded, &settings, limits, Some(&dir)).unwrap();
     group.bench_function("cached", |b| {
         b.iter(|| {
             let component =
-                RouterComponent::load_cached(None, &settings, limits, Some(&dir)).unwrap();
+                RouterComponent::load(ComponentSource::Embedded, &settings, limits, Some(&dir))
+                    .unwrap();
             black_box(component.instance().unwrap());
         })
     });
     // The parts: deserialize alone, and one more instance of a loaded component.
-    let engine_probe = RouterComponent::load(None, &settings, limits).unwrap();
+    let engine_probe =
+        RouterComponent::load(ComponentSource::Embedded, &settings, limits, None).unwrap();
     group.bench_function("instance", |b| {
         b.iter(|| black_box(engine_probe.instance().unwrap()))
     });

@@ -2,11 +2,19 @@
 //! same AWS SDK, no component and no delivery rules beyond the bare minimum.
 //!
 //! Per queue: receive up to min(concurrency, 10) messages with their system
-//! attributes, PUT each one concurrently (If-None-Match: *, SHA-256 checksum,
-//! `sqs-message-id` metadata, like the host) under `{tenant}/{message_id}.json`,
-//! then delete the batch with one DeleteMessageBatch; at most `concurrency`
-//! messages are being stored at once across all queues. Stops when a receive
-//! comes back empty and nothing is in flight. Used by `bench/e2e.sh`.
+//! attributes, PUT each one concurrently, then delete the batch with one
+//! DeleteMessageBatch; at most `concurrency` messages are being stored at once
+//! across all queues. Stops when a receive comes back empty and nothing is in
+//! flight. Used by `bench/e2e.sh` and `bench/endpoint.sh`.
+//!
+//! Each PUT is the request the host sends for the same message, so the two
+//! are compared like with like: `If-None-Match: *`, the SHA-256 checksum and
+//! its algorithm header, `Content-Type`, the same user metadata (message id,
+//! queue, tenant, archive time, first-receive and sent times, FIFO group) and
+//! a key of the default template's shape and length (JST date and time of the
+//! first receive, computed here with chrono instead of the component), and
+//! the clients are built by the host's `aws::clients` (same retries,
+//! timeouts and SDK settings).
 //!
 //! cargo run --release -p audit-archiver --example bare_loop -- \
 //!     --endpoint-url http://127.0.0.1:5000 --bucket B --concurrency 32 --queue URL [--queue URL ...]
@@ -15,7 +23,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::ChecksumAlgorithm;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
+use chrono::{FixedOffset, TimeZone};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -48,20 +58,18 @@ async fn main() {
             other => panic!("unknown argument {other}"),
         }
     }
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"));
-    if let Some(url) = &endpoint {
-        loader = loader.endpoint_url(url);
-    }
-    let config = loader.load().await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&config)
-            .force_path_style(endpoint.is_some())
-            .build(),
-    );
+    // The host's own client settings (retries, timeouts, path style, no
+    // stalled-stream protection for SQS), so the SDK does the same work.
+    let clients = audit_archiver::aws::clients(&audit_archiver::aws::AwsSettings {
+        endpoint_url: endpoint,
+        region: Some("us-east-1".to_string()),
+        max_attempts: 5,
+    })
+    .await
+    .expect("a region is given");
     let shared = Arc::new(Shared {
-        s3,
-        sqs: aws_sdk_sqs::Client::new(&config),
+        s3: clients.s3,
+        sqs: clients.sqs,
         bucket: bucket.expect("--bucket B"),
         permits: Arc::new(Semaphore::new(concurrency)),
         batch: concurrency.clamp(1, 10),
@@ -122,21 +130,48 @@ async fn drain_queue(shared: Arc<Shared>, queue: String) -> u64 {
         let (shared, queue, tenant) = (shared.clone(), queue.clone(), tenant.clone());
         batches.spawn(async move {
             let _permits = permits;
+            let name = queue.rsplit('/').next().unwrap_or(&queue);
             let puts = messages.iter().map(|m| {
                 let id = m.message_id().unwrap_or_default();
                 let body = m.body().unwrap_or_default().as_bytes().to_vec();
                 let checksum = aws_smithy_types::base64::encode(Sha256::digest(&body));
-                shared
+                let attribute = |name: MessageSystemAttributeName| {
+                    m.attributes().and_then(|a| a.get(&name)).cloned()
+                };
+                let first_receive =
+                    attribute(MessageSystemAttributeName::ApproximateFirstReceiveTimestamp)
+                        .unwrap_or_default();
+                let jst = FixedOffset::east_opt(9 * 3600)
+                    .expect("valid offset")
+                    .timestamp_millis_opt(first_receive.parse().unwrap_or(0))
+                    .single()
+                    .expect("valid time");
+                let key = format!(
+                    "{tenant}/{}/prismacloud-auditlog-{tenant}-{}-{id}.json",
+                    jst.format("%Y/%m/%d"),
+                    jst.format("%Y%m%d-%H%M%S")
+                );
+                let mut request = shared
                     .s3
                     .put_object()
                     .bucket(&shared.bucket)
-                    .key(format!("{tenant}/{id}.json"))
+                    .key(key)
                     .if_none_match("*")
                     .content_type("application/json")
+                    .checksum_algorithm(ChecksumAlgorithm::Sha256)
                     .checksum_sha256(checksum)
                     .metadata("sqs-message-id", id)
-                    .body(ByteStream::from(body))
-                    .send()
+                    .metadata("sqs-queue", name)
+                    .metadata("tenant", &tenant)
+                    .metadata("archive-time-ms", &first_receive)
+                    .metadata("sqs-first-receive-ms", &first_receive);
+                if let Some(sent) = attribute(MessageSystemAttributeName::SentTimestamp) {
+                    request = request.metadata("sqs-sent-ms", sent);
+                }
+                if let Some(group) = attribute(MessageSystemAttributeName::MessageGroupId) {
+                    request = request.metadata("sqs-message-group-id", group);
+                }
+                request.body(ByteStream::from(body)).send()
             });
             let stored = futures::future::join_all(puts).await;
             let entries = messages

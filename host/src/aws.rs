@@ -8,6 +8,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::config::StalledStreamProtectionConfig;
 
 /// Where and how to reach AWS (or a compatible endpoint).
 #[derive(Debug, Clone, Default)]
@@ -73,9 +74,15 @@ pub async fn clients(settings: &AwsSettings) -> Result<Clients, NoRegion> {
         .retry_config(retry.clone())
         .timeout_config(s3_timeouts)
         .build();
+    // No stalled-stream protection for SQS: a long poll legitimately sends
+    // and receives nothing for up to 20 s, and the protection's throughput
+    // check re-arms a ~100 ms timer for the whole wait, waking an idle host
+    // ~30 times a second (BENCHMARKS.md, section 10). The attempt timeout
+    // above still ends a connection that hangs.
     let sqs = aws_sdk_sqs::config::Builder::from(&shared)
         .retry_config(retry)
         .timeout_config(sqs_timeouts)
+        .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
         .build();
     Ok(Clients {
         s3: aws_sdk_s3::Client::from_conf(s3),

@@ -16,6 +16,8 @@ use audit_archiver_transform::{self as transform, Message, Placement, RouteError
 use wasmtime::component::{Component, ComponentExportIndex, Func, InstancePre, Linker, TypedFunc};
 use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
 
+pub mod cache;
+
 /// The one place that runs `bindgen!` against `wit/`. Its types are what
 /// crosses the boundary; its `Routing` world wrapper is not used, because it
 /// insists on every function of 1.1 and the host also runs 1.0 components
@@ -73,11 +75,9 @@ pub struct SandboxLimits {
 }
 
 impl Default for SandboxLimits {
+    /// `--component-memory-mib` and `--component-timeout-ms` unset.
     fn default() -> Self {
-        Self {
-            memory_bytes: 64 << 20,
-            call_timeout: Duration::from_secs(1),
-        }
+        crate::config::defaults::sandbox_limits()
     }
 }
 
@@ -159,8 +159,10 @@ pub enum RouteFailure {
     /// The component returned a placement the host will not use (unsafe key,
     /// key outside the tenant, invalid tenant): quarantined, reason logged.
     UnsafePlacement(String),
-    /// The component trapped or broke a limit: the message stays in SQS.
-    Trapped(String),
+    /// The component failed, not the message: it trapped, broke a limit,
+    /// could not be instantiated or answered a batch with the wrong number
+    /// of results. The message stays in SQS.
+    ComponentFailed(String),
 }
 
 impl std::fmt::Display for RouteFailure {
@@ -168,7 +170,43 @@ impl std::fmt::Display for RouteFailure {
         match self {
             Self::Rejected(e) => write!(f, "{}: {}", e.case(), e.detail()),
             Self::UnsafePlacement(detail) => write!(f, "unsafe-placement: {detail}"),
-            Self::Trapped(detail) => write!(f, "component-trap: {detail}"),
+            Self::ComponentFailed(detail) => write!(f, "component-trap: {detail}"),
+        }
+    }
+}
+
+/// Where the bytes of a routing component come from.
+#[derive(Debug, Clone, Copy)]
+pub enum ComponentSource<'a> {
+    /// The component built from `transform/` and embedded in the binary.
+    Embedded,
+    /// A component file (`--component PATH`).
+    File(&'a Path),
+    /// Component bytes the caller holds; `origin` names them in messages.
+    Bytes {
+        /// Where the bytes came from, for messages.
+        origin: &'a str,
+        /// The component.
+        bytes: &'a [u8],
+    },
+    /// The embedded component precompiled by [`precompiled::write`] (the
+    /// Lambda package's `router.cwasm`): no compilation at start-up.
+    Precompiled(&'a Path),
+}
+
+impl<'a> ComponentSource<'a> {
+    /// The component at `path` (`--component`), else the embedded one.
+    pub fn file_or_embedded(path: Option<&'a Path>) -> Self {
+        path.map_or(Self::Embedded, Self::File)
+    }
+
+    /// How messages name it.
+    fn origin(&self) -> String {
+        match self {
+            Self::Embedded => "the embedded component".to_string(),
+            Self::File(path) => format!("component {}", path.display()),
+            Self::Bytes { origin, .. } => origin.to_string(),
+            Self::Precompiled(path) => format!("precompiled component {}", path.display()),
         }
     }
 }
@@ -197,63 +235,42 @@ struct Loaded {
 }
 
 impl RouterComponent {
-    /// Loads the embedded component, or the one at `path`, compiling it.
+    /// Loads a component from `source`, checks it against the contract, links
+    /// it, and validates `settings` with it. `cache_dir` is the compile cache
+    /// ([`cache`]; `None`: always compile); a [`ComponentSource::Precompiled`]
+    /// artifact needs no compilation and does not use it.
     pub fn load(
-        path: Option<&Path>,
-        settings: &transform::Settings,
-        limits: SandboxLimits,
-    ) -> Result<Self, ComponentError> {
-        Self::load_cached(path, settings, limits, None)
-    }
-
-    /// Like [`RouterComponent::load`], with a compile cache in `cache_dir`
-    /// (`None`: always compile). See [`cache`].
-    pub fn load_cached(
-        path: Option<&Path>,
+        source: ComponentSource<'_>,
         settings: &transform::Settings,
         limits: SandboxLimits,
         cache_dir: Option<&Path>,
     ) -> Result<Self, ComponentError> {
-        match path {
-            None => Self::from_bytes_cached(
-                "the embedded component",
-                EMBEDDED_COMPONENT,
-                settings,
-                limits,
-                cache_dir,
-            ),
-            Some(path) => {
-                let origin = format!("component {}", path.display());
-                let bytes = std::fs::read(path).map_err(|source| ComponentError::Read {
-                    origin: origin.clone(),
-                    source,
-                })?;
-                Self::from_bytes_cached(&origin, &bytes, settings, limits, cache_dir)
-            }
-        }
-    }
-
-    /// Compiles, checks and links a component, then validates `settings` with it.
-    pub fn from_bytes(
-        origin: &str,
-        bytes: &[u8],
-        settings: &transform::Settings,
-        limits: SandboxLimits,
-    ) -> Result<Self, ComponentError> {
-        Self::from_bytes_cached(origin, bytes, settings, limits, None)
-    }
-
-    /// Like [`RouterComponent::from_bytes`], reusing (or filling) the compile
-    /// cache in `cache_dir` when given.
-    pub fn from_bytes_cached(
-        origin: &str,
-        bytes: &[u8],
-        settings: &transform::Settings,
-        limits: SandboxLimits,
-        cache_dir: Option<&Path>,
-    ) -> Result<Self, ComponentError> {
-        let origin = origin.to_string();
         let engine = new_engine();
+        let origin = source.origin();
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|source| ComponentError::Read {
+                origin: origin.clone(),
+                source,
+            })
+        };
+        let file;
+        let bytes = match source {
+            ComponentSource::Embedded => EMBEDDED_COMPONENT,
+            ComponentSource::Bytes { bytes, .. } => bytes,
+            ComponentSource::File(path) => {
+                file = read(path)?;
+                &file
+            }
+            ComponentSource::Precompiled(path) => {
+                let component = precompiled::load(&engine, &read(path)?).map_err(|detail| {
+                    ComponentError::Precompiled {
+                        origin: origin.clone(),
+                        detail,
+                    }
+                })?;
+                return Self::from_component(origin, engine, component, settings, limits);
+            }
+        };
         let compiled = match cache_dir {
             Some(dir) => cache::load_or_compile(&engine, bytes, dir).map(|(c, _)| c),
             None => Component::from_binary(&engine, bytes),
@@ -262,27 +279,6 @@ impl RouterComponent {
             origin: origin.clone(),
             detail: format!("{e:#}"),
         })?;
-        Self::from_component(origin, engine, component, settings, limits)
-    }
-
-    /// The embedded component from an artifact written by [`precompiled::write`]:
-    /// no compilation at start-up (an AWS Lambda cold start).
-    pub fn load_precompiled(
-        path: &Path,
-        settings: &transform::Settings,
-        limits: SandboxLimits,
-    ) -> Result<Self, ComponentError> {
-        let origin = format!("precompiled component {}", path.display());
-        let engine = new_engine();
-        let bytes = std::fs::read(path).map_err(|source| ComponentError::Read {
-            origin: origin.clone(),
-            source,
-        })?;
-        let component =
-            precompiled::load(&engine, &bytes).map_err(|detail| ComponentError::Precompiled {
-                origin: origin.clone(),
-                detail,
-            })?;
         Self::from_component(origin, engine, component, settings, limits)
     }
 
@@ -343,7 +339,7 @@ impl RouterComponent {
     pub fn instance(&self) -> Result<RouterInstance, RouteFailure> {
         RouterInstance::new(self.inner.clone()).map_err(|e| match e {
             InstanceError::WrongType(detail) | InstanceError::Failed(detail) => {
-                RouteFailure::Trapped(detail)
+                RouteFailure::ComponentFailed(detail)
             }
         })
     }
@@ -797,13 +793,13 @@ impl RouterInstance {
                     results.len(),
                     messages.len()
                 );
-                vec![Err(RouteFailure::Trapped(detail)); messages.len()]
+                vec![Err(RouteFailure::ComponentFailed(detail)); messages.len()]
             }
             Err(_) if messages.len() > 1 => wit_messages
                 .into_iter()
                 .map(|message| self.route_one(message))
                 .collect(),
-            Err(detail) => vec![Err(RouteFailure::Trapped(detail))],
+            Err(detail) => vec![Err(RouteFailure::ComponentFailed(detail))],
         }
     }
 
@@ -849,7 +845,7 @@ impl RouterInstance {
                 .iter()
                 .map(|message| self.route_one(to_wit_message(message)))
                 .collect(),
-            Err(detail) => vec![Err(RouteFailure::Trapped(detail))],
+            Err(detail) => vec![Err(RouteFailure::ComponentFailed(detail))],
         }
     }
 
@@ -860,7 +856,7 @@ impl RouterInstance {
         placements: wit::PackedPlacements,
         count: usize,
     ) -> Vec<Result<Placement, RouteFailure>> {
-        let malformed = |detail: String| vec![Err(RouteFailure::Trapped(detail)); count];
+        let malformed = |detail: String| vec![Err(RouteFailure::ComponentFailed(detail)); count];
         if placements.results.len() != count {
             return malformed(format!(
                 "route-queue returned {} results for {count} messages",
@@ -927,7 +923,7 @@ impl RouterInstance {
                     time_ms: placement.time_ms,
                 })
             }
-            Err(detail) => Err(RouteFailure::Trapped(detail)),
+            Err(detail) => Err(RouteFailure::ComponentFailed(detail)),
         }
     }
 
@@ -1126,281 +1122,5 @@ pub mod precompiled {
         // (checked just now), and wasmtime checks its own version and
         // configuration header again.
         unsafe { Component::deserialize(engine, &rest[end + 1..]) }.map_err(|e| format!("{e:#}"))
-    }
-}
-
-/// The compile cache: a component compiled once is kept on disk as native code
-/// (wasmtime's `serialize`) and loaded back with `deserialize_file` (an mmap)
-/// by later runs, so short runs (`run --drain` from cron, `route`) skip the
-/// Cranelift compilation.
-///
-/// - Key: SHA-256 over the component's bytes, the host's version and the
-///   engine's `precompile_compatibility_hash` (target, CPU features, compiler
-///   flags, tunables, wasm features and wasmtime's own version). Other bytes,
-///   another wasmtime or another configuration give another file: nothing is
-///   ever invalidated in place, a stale entry is simply never read again.
-/// - Writes are atomic (a private temporary file, then `rename`) with mode
-///   0600, in a directory created 0700; concurrent hosts each write a whole
-///   file and the last rename wins.
-/// - Any failure to read or deserialize an entry recompiles and overwrites it;
-///   any failure to write only costs the next run a compilation.
-pub mod cache {
-    use std::fs;
-    use std::io::Write;
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
-    use std::path::{Path, PathBuf};
-
-    use sha2::{Digest, Sha256};
-    use wasmtime::component::Component;
-    use wasmtime::Engine;
-
-    /// What the cache did for one load.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub enum Outcome {
-        /// Loaded from an entry: no compilation.
-        Hit,
-        /// No entry: compiled (and stored, if the directory is usable).
-        Miss,
-        /// An entry existed but could not be used: compiled and overwritten.
-        Replaced,
-        /// The directory is not private to this user: compiled, not stored.
-        Untrusted,
-    }
-
-    /// The default directory: `$XDG_CACHE_HOME/audit-archiver`, else
-    /// `$HOME/.cache/audit-archiver`; `None` when neither is set (absolute).
-    pub fn default_dir() -> Option<PathBuf> {
-        let absolute = |var: &str| {
-            std::env::var_os(var)
-                .map(PathBuf::from)
-                .filter(|p| p.is_absolute())
-        };
-        absolute("XDG_CACHE_HOME")
-            .or_else(|| absolute("HOME").map(|home| home.join(".cache")))
-            .map(|base| base.join("audit-archiver"))
-    }
-
-    /// Feeds `Hash` output into SHA-256 (stable, unlike `DefaultHasher`).
-    struct ShaHasher(Sha256);
-
-    impl std::hash::Hasher for ShaHasher {
-        fn write(&mut self, bytes: &[u8]) {
-            self.0.update(bytes);
-        }
-        fn finish(&self) -> u64 {
-            unreachable!("only the digest is used")
-        }
-    }
-
-    /// The entry's file name for these bytes in this engine.
-    pub fn entry_name(engine: &Engine, component: &[u8]) -> String {
-        use std::hash::Hash;
-        let mut hasher = ShaHasher(Sha256::new());
-        hasher.0.update(b"audit-archiver component cache v1\0");
-        hasher.0.update(env!("CARGO_PKG_VERSION").as_bytes());
-        hasher.0.update(b"\0");
-        hasher.0.update(Sha256::digest(component));
-        engine.precompile_compatibility_hash().hash(&mut hasher);
-        let digest = hasher.0.finalize();
-        let hex: String = digest[..20].iter().map(|b| format!("{b:02x}")).collect();
-        format!("router-{hex}.cwasm")
-    }
-
-    /// The compiled component, from the cache in `dir` or compiled (then stored).
-    pub fn load_or_compile(
-        engine: &Engine,
-        bytes: &[u8],
-        dir: &Path,
-    ) -> wasmtime::Result<(Component, Outcome)> {
-        if !private_dir(dir) {
-            tracing::warn!(
-                dir = %dir.display(),
-                "compile cache not used: the directory must be owned by this user and not \
-                 writable by others (--cache-dir, or --no-cache)"
-            );
-            return Ok((Component::from_binary(engine, bytes)?, Outcome::Untrusted));
-        }
-        let path = dir.join(entry_name(engine, bytes));
-        let outcome = match fs::symlink_metadata(&path) {
-            Err(_) => Outcome::Miss,
-            Ok(meta) if !private_file(&meta) => Outcome::Replaced,
-            Ok(_) => {
-                // SAFETY: `deserialize_file` trusts the file to be wasmtime's
-                // own output: its native code is mapped and run as is. This
-                // file is one this host wrote itself (atomically, mode 0600,
-                // a regular file, not a symlink) in a directory owned by this
-                // user and writable by no one else (checked above), named by
-                // a digest of the component bytes and of this engine's
-                // configuration and version. wasmtime also checks its version
-                // and configuration header and fails (-> recompile) on any
-                // mismatch or truncation.
-                match unsafe { Component::deserialize_file(engine, &path) } {
-                    Ok(component) => return Ok((component, Outcome::Hit)),
-                    Err(error) => {
-                        tracing::warn!(path = %path.display(), error = %format!("{error:#}"), "unusable compile cache entry; recompiling");
-                        Outcome::Replaced
-                    }
-                }
-            }
-        };
-        let component = Component::from_binary(engine, bytes)?;
-        match component.serialize() {
-            Ok(serialized) => {
-                if let Err(error) = write_atomic(dir, &path, &serialized) {
-                    tracing::debug!(path = %path.display(), %error, "cannot store the compiled component");
-                }
-            }
-            Err(error) => {
-                tracing::debug!(error = %format!("{error:#}"), "cannot serialize the compiled component")
-            }
-        }
-        Ok((component, outcome))
-    }
-
-    /// Creates `dir` (0700) if needed; true if it is a directory owned by this
-    /// user and writable by no one else.
-    fn private_dir(dir: &Path) -> bool {
-        let _ = fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir);
-        match fs::metadata(dir) {
-            Ok(meta) => meta.is_dir() && meta.mode() & 0o022 == 0 && owned_by_me(&meta),
-            Err(_) => false,
-        }
-    }
-
-    /// A regular file (not a symlink) of this user, writable by no one else.
-    fn private_file(meta: &fs::Metadata) -> bool {
-        meta.file_type().is_file() && meta.mode() & 0o022 == 0 && owned_by_me(meta)
-    }
-
-    fn owned_by_me(meta: &fs::Metadata) -> bool {
-        // `/proc/self` belongs to the process's effective user.
-        match fs::metadata("/proc/self") {
-            Ok(me) => me.uid() == meta.uid(),
-            Err(_) => true,
-        }
-    }
-
-    fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let temp = dir.join(format!(".tmp-{}-{nanos}.cwasm", std::process::id()));
-        let written = (|| {
-            let mut file = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&temp)?;
-            file.write_all(bytes)?;
-            file.sync_all()?;
-            fs::rename(&temp, path)
-        })();
-        if written.is_err() {
-            let _ = fs::remove_file(&temp);
-        }
-        written
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-        use std::os::unix::fs::PermissionsExt;
-
-        fn engine() -> Engine {
-            super::super::new_engine()
-        }
-
-        fn temp_dir(name: &str) -> PathBuf {
-            let dir = std::env::temp_dir().join(format!(
-                "audit-archiver-cache-test-{name}-{}",
-                std::process::id()
-            ));
-            let _ = fs::remove_dir_all(&dir);
-            dir
-        }
-
-        const BYTES: &[u8] = super::super::EMBEDDED_COMPONENT;
-
-        #[test]
-        fn miss_then_hit_with_private_permissions() {
-            let dir = temp_dir("hit");
-            let engine = engine();
-            let (_, first) = load_or_compile(&engine, BYTES, &dir).unwrap();
-            assert_eq!(first, Outcome::Miss);
-            let entry = dir.join(entry_name(&engine, BYTES));
-            let meta = fs::metadata(&entry).unwrap();
-            assert_eq!(meta.permissions().mode() & 0o777, 0o600);
-            assert_eq!(
-                fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
-                0o700
-            );
-            let (_, second) = load_or_compile(&engine, BYTES, &dir).unwrap();
-            assert_eq!(second, Outcome::Hit);
-            // A fresh engine with the same configuration hits too.
-            let (_, third) = load_or_compile(&super::super::new_engine(), BYTES, &dir).unwrap();
-            assert_eq!(third, Outcome::Hit);
-            // No temporary files are left behind.
-            assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
-            fs::remove_dir_all(&dir).unwrap();
-        }
-
-        #[test]
-        fn corrupted_entry_is_recompiled_and_overwritten() {
-            let dir = temp_dir("corrupt");
-            let engine = engine();
-            load_or_compile(&engine, BYTES, &dir).unwrap();
-            let entry = dir.join(entry_name(&engine, BYTES));
-            let good_len = fs::metadata(&entry).unwrap().len();
-            for garbage in [&b"not a compiled component"[..], &[][..]] {
-                fs::write(&entry, garbage).unwrap();
-                let (component, outcome) = load_or_compile(&engine, BYTES, &dir).unwrap();
-                assert_eq!(outcome, Outcome::Replaced);
-                assert!(component.component_type().exports(&engine).count() > 0);
-                assert_eq!(fs::metadata(&entry).unwrap().len(), good_len);
-                assert_eq!(
-                    load_or_compile(&engine, BYTES, &dir).unwrap().1,
-                    Outcome::Hit
-                );
-            }
-            // Truncated native code fails wasmtime's checks too.
-            let full = fs::read(&entry).unwrap();
-            fs::write(&entry, &full[..full.len() / 2]).unwrap();
-            assert_eq!(
-                load_or_compile(&engine, BYTES, &dir).unwrap().1,
-                Outcome::Replaced
-            );
-            fs::remove_dir_all(&dir).unwrap();
-        }
-
-        #[test]
-        fn different_bytes_or_engine_give_different_keys() {
-            let engine = engine();
-            let mut other = BYTES.to_vec();
-            // Appending a custom section changes the bytes, not the meaning.
-            other.extend_from_slice(&[0, 4, 1, b'x', 0, 0]);
-            assert_ne!(entry_name(&engine, BYTES), entry_name(&engine, &other));
-            assert_eq!(
-                entry_name(&engine, BYTES),
-                entry_name(&super::super::new_engine(), BYTES)
-            );
-            let mut config = wasmtime::Config::new();
-            config.wasm_component_model(true);
-            let different = Engine::new(&config).unwrap();
-            assert_ne!(entry_name(&engine, BYTES), entry_name(&different, BYTES));
-        }
-
-        #[test]
-        fn shared_directory_is_not_trusted() {
-            let dir = temp_dir("shared");
-            fs::create_dir_all(&dir).unwrap();
-            fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
-            let (_, outcome) = load_or_compile(&engine(), BYTES, &dir).unwrap();
-            assert_eq!(outcome, Outcome::Untrusted);
-            assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
-            fs::remove_dir_all(&dir).unwrap();
-        }
     }
 }

@@ -11,138 +11,75 @@ use tokio::net::TcpListener;
 
 use crate::health::QueueHealth;
 
-/// Monotonic counters, shared by every worker.
-#[derive(Debug, Default)]
-pub struct Counters {
-    /// Messages received from SQS (redeliveries count again).
-    pub received: AtomicU64,
-    /// Objects created (including under an alternate key).
-    pub stored: AtomicU64,
-    /// Messages whose object was already archived (redeliveries).
-    pub already_present: AtomicU64,
-    /// Messages stored under their alternate key because another message held the key.
-    pub collisions: AtomicU64,
-    /// Messages stored under the quarantine prefix.
-    pub quarantined: AtomicU64,
-    /// Messages left in SQS because they could not be stored.
-    pub failed: AtomicU64,
-    /// Messages deleted from SQS.
-    pub deleted: AtomicU64,
-    /// Deletes that failed after archiving (the message will come back and be
-    /// recognised as already present).
-    pub delete_failures: AtomicU64,
-    /// Messages released at shutdown (visibility set to 0).
-    pub released: AtomicU64,
-    /// Retries of transient storage errors.
-    pub retries: AtomicU64,
-    /// Retries of transient delete errors (per message).
-    pub delete_retries: AtomicU64,
-}
-
-/// A point-in-time copy of [`Counters`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Snapshot {
-    /// See [`Counters::received`].
-    pub received: u64,
-    /// See [`Counters::stored`].
-    pub stored: u64,
-    /// See [`Counters::already_present`].
-    pub already_present: u64,
-    /// See [`Counters::collisions`].
-    pub collisions: u64,
-    /// See [`Counters::quarantined`].
-    pub quarantined: u64,
-    /// See [`Counters::failed`].
-    pub failed: u64,
-    /// See [`Counters::deleted`].
-    pub deleted: u64,
-    /// See [`Counters::delete_failures`].
-    pub delete_failures: u64,
-    /// See [`Counters::released`].
-    pub released: u64,
-    /// See [`Counters::retries`].
-    pub retries: u64,
-    /// See [`Counters::delete_retries`].
-    pub delete_retries: u64,
-}
-
-impl Counters {
-    /// Reads every counter.
-    pub fn snapshot(&self) -> Snapshot {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        Snapshot {
-            received: get(&self.received),
-            stored: get(&self.stored),
-            already_present: get(&self.already_present),
-            collisions: get(&self.collisions),
-            quarantined: get(&self.quarantined),
-            failed: get(&self.failed),
-            deleted: get(&self.deleted),
-            delete_failures: get(&self.delete_failures),
-            released: get(&self.released),
-            retries: get(&self.retries),
-            delete_retries: get(&self.delete_retries),
+/// Declares every counter once: its name (the field of [`Counters`] and
+/// [`Snapshot`], the key of the summary and the log line, and
+/// `audit_archiver_{name}_total` in Prometheus) and its help text.
+macro_rules! counters {
+    ($( $(#[doc = $doc:literal])+ $name:ident: $help:literal, )*) => {
+        /// Monotonic counters, shared by every worker.
+        #[derive(Debug, Default)]
+        pub struct Counters {
+            $( $(#[doc = $doc])+ pub $name: AtomicU64, )*
         }
-    }
+
+        /// A point-in-time copy of [`Counters`]; serialised as the summary
+        /// a run prints when it ends.
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+        pub struct Snapshot {
+            $( $(#[doc = $doc])+ pub $name: u64, )*
+        }
+
+        impl Counters {
+            /// Reads every counter.
+            pub fn snapshot(&self) -> Snapshot {
+                Snapshot {
+                    $( $name: self.$name.load(Ordering::Relaxed), )*
+                }
+            }
+        }
+
+        impl Snapshot {
+            /// Each counter's name, value and Prometheus help text.
+            fn fields(&self) -> Vec<(&'static str, u64, &'static str)> {
+                vec![$( (stringify!($name), self.$name, $help), )*]
+            }
+
+            /// Logs the counters as one structured line.
+            pub fn log(&self, what: &str) {
+                tracing::info!($( $name = self.$name, )* "{what}");
+            }
+        }
+    };
+}
+
+counters! {
+    /// Messages received from SQS (redeliveries count again).
+    received: "Messages received from SQS, redeliveries included.",
+    /// Objects created (including under an alternate key).
+    stored: "Objects created in S3, alternate keys included.",
+    /// Messages whose object was already archived (redeliveries).
+    already_present: "Messages found already archived (redeliveries).",
+    /// Messages stored under their alternate key because another message
+    /// held the key.
+    collisions: "Messages stored under their alternate key after a name collision.",
+    /// Messages stored under the quarantine prefix.
+    quarantined: "Messages stored under the quarantine prefix.",
+    /// Messages left in SQS because they could not be stored.
+    failed: "Messages left in SQS because they could not be stored.",
+    /// Messages deleted from SQS.
+    deleted: "Messages deleted from SQS after archiving.",
+    /// Deletes that failed after archiving (the message will come back and
+    /// be recognised as already present).
+    delete_failures: "Deletes that failed after archiving.",
+    /// Messages released at shutdown (visibility set to 0).
+    released: "Messages released at shutdown.",
+    /// Retries of transient storage errors.
+    retries: "Retries of transient storage errors.",
+    /// Retries of transient delete errors (per message).
+    delete_retries: "Retries of transient delete errors, per message.",
 }
 
 impl Snapshot {
-    fn fields(&self) -> [(&'static str, u64, &'static str); 11] {
-        [
-            (
-                "received",
-                self.received,
-                "Messages received from SQS, redeliveries included.",
-            ),
-            (
-                "stored",
-                self.stored,
-                "Objects created in S3, alternate keys included.",
-            ),
-            (
-                "already_present",
-                self.already_present,
-                "Messages found already archived (redeliveries).",
-            ),
-            (
-                "collisions",
-                self.collisions,
-                "Messages stored under their alternate key after a name collision.",
-            ),
-            (
-                "quarantined",
-                self.quarantined,
-                "Messages stored under the quarantine prefix.",
-            ),
-            (
-                "failed",
-                self.failed,
-                "Messages left in SQS because they could not be stored.",
-            ),
-            (
-                "deleted",
-                self.deleted,
-                "Messages deleted from SQS after archiving.",
-            ),
-            (
-                "delete_failures",
-                self.delete_failures,
-                "Deletes that failed after archiving.",
-            ),
-            ("released", self.released, "Messages released at shutdown."),
-            (
-                "retries",
-                self.retries,
-                "Retries of transient storage errors.",
-            ),
-            (
-                "delete_retries",
-                self.delete_retries,
-                "Retries of transient delete errors, per message.",
-            ),
-        ]
-    }
-
     /// Prometheus text exposition format.
     pub fn prometheus(&self) -> String {
         let mut out = String::new();
@@ -152,24 +89,6 @@ impl Snapshot {
             ));
         }
         out
-    }
-
-    /// Logs the counters as one structured line.
-    pub fn log(&self, what: &str) {
-        tracing::info!(
-            received = self.received,
-            stored = self.stored,
-            already_present = self.already_present,
-            collisions = self.collisions,
-            quarantined = self.quarantined,
-            failed = self.failed,
-            deleted = self.deleted,
-            delete_failures = self.delete_failures,
-            released = self.released,
-            retries = self.retries,
-            delete_retries = self.delete_retries,
-            "{what}"
-        );
     }
 }
 

@@ -238,7 +238,7 @@ pub struct PipelineSettings {
 impl Default for PipelineSettings {
     fn default() -> Self {
         Self {
-            quarantine_prefix: "_quarantine/".into(),
+            quarantine_prefix: crate::config::defaults::QUARANTINE_PREFIX.into(),
             retry_initial: Duration::from_millis(200),
             retry_max: Duration::from_secs(20),
             delete_retry_budget: Duration::from_secs(30),
@@ -567,7 +567,7 @@ impl<S: ArchiveStore, Q> BatchRun<'_, S, Q> {
                     Err(error) => self.kept(message, error.detail, error.kind),
                 }
             }
-            Err(RouteFailure::Trapped(detail)) => self.kept(
+            Err(RouteFailure::ComponentFailed(detail)) => self.kept(
                 message,
                 format!("component-trap: {detail}"),
                 FailureKind::Permanent,
@@ -1035,7 +1035,7 @@ mod tests {
         let rejected = Err(RouteFailure::Rejected(RouteError::InvalidBody(
             "not JSON".into(),
         )));
-        let trapped = Err(RouteFailure::Trapped("fuel".into()));
+        let trapped = Err(RouteFailure::ComponentFailed("fuel".into()));
         let messages = [message("m1", None), message("m2", None)];
         let (settled, _) = settle(
             &store,
@@ -1118,7 +1118,7 @@ mod tests {
         ];
         let routes = vec![
             placed("acme/a1.json"),
-            Err(RouteFailure::Trapped("limit".into())),
+            Err(RouteFailure::ComponentFailed("limit".into())),
             placed("acme/a3.json"),
             placed("acme/b1.json"),
         ];

@@ -92,11 +92,12 @@ pub struct ClientSettings {
 
 impl Default for ClientSettings {
     fn default() -> Self {
+        use crate::config::defaults;
         Self {
-            requests_per_sec: 10.0,
-            max_attempts: 8,
-            token_renew_after: Duration::from_secs(8 * 60),
-            page_size: 500,
+            requests_per_sec: defaults::API_REQUESTS_PER_SEC,
+            max_attempts: defaults::API_MAX_ATTEMPTS,
+            token_renew_after: Duration::from_secs(defaults::API_TOKEN_RENEW_SECS),
+            page_size: defaults::PAGE_SIZE,
         }
     }
 }

@@ -69,11 +69,6 @@ impl S3Archive {
         }
     }
 
-    /// The bucket name.
-    pub fn bucket(&self) -> &str {
-        &self.bucket
-    }
-
     /// Checks at start-up that the bucket exists and is reachable.
     pub async fn check_bucket(&self) -> Result<(), BucketError> {
         let result = self

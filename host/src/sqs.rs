@@ -54,7 +54,7 @@ impl SqsSource {
         let url = if queue.starts_with("https://") || queue.starts_with("http://") {
             queue.to_string()
         } else {
-            let name = crate::config::bare_queue_name(queue);
+            let name = audit_archiver_transform::queue::bare_queue_name(queue);
             match self.client.get_queue_url().queue_name(name).send().await {
                 Ok(out) => out.queue_url().unwrap_or_default().to_string(),
                 Err(error) if is_not_found(&error) => {
@@ -126,7 +126,7 @@ impl SqsSource {
                 })
             }
         };
-        let name = crate::config::bare_queue_name(&url).to_string();
+        let name = audit_archiver_transform::queue::bare_queue_name(&url).to_string();
         let fifo = attributes
             .get(&QueueAttributeName::FifoQueue)
             .map_or(name.ends_with(".fifo"), |v| v == "true");

@@ -11,10 +11,7 @@
 //! vary, an outage can be switched on mid-run, and records are spaced and
 //! escaped in several ways so that a re-encoded body would show.
 
-#[path = "e2e/support.rs"]
-#[allow(dead_code)]
-mod support;
-
+use audit_archiver_test_kit::{self as kit, stderr, summary, Moto};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -23,8 +20,6 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-use support::{stderr, summary, Moto};
 
 const ACCESS_KEY: &str = "ak-7f3c1e5b-0d2a-4c6e";
 const SECRET_KEY: &str = "sk-Zq8vN2xR5tW9yB4mK7pL";
@@ -516,27 +511,6 @@ async fn audit_archive(
     checkpoints
 }
 
-/// Objects in the bucket (a listing only).
-async fn object_count(moto: &Moto, bucket: &str) -> usize {
-    let mut count = 0;
-    let mut token = None;
-    loop {
-        let page = moto
-            .s3
-            .list_objects_v2()
-            .bucket(bucket)
-            .set_continuation_token(token)
-            .send()
-            .await
-            .unwrap();
-        count += page.contents().len();
-        token = page.next_continuation_token().map(str::to_string);
-        if token.is_none() {
-            return count;
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn archives_120_days_exactly_once_and_resumes_from_checkpoints() {
     let records = records(4_000, 4, 120);
@@ -564,7 +538,7 @@ async fn archives_120_days_exactly_once_and_resumes_from_checkpoints() {
     let mut command = with_keys(moto.command(&args));
     command.env("RUST_LOG", "trace");
     let started = Instant::now();
-    let output = support::run_with_limit(command, Duration::from_secs(150));
+    let output = kit::run_with_limit(command, Duration::from_secs(150));
     let log = stderr(&output);
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     println!(
@@ -606,7 +580,7 @@ async fn archives_120_days_exactly_once_and_resumes_from_checkpoints() {
     assert_eq!(checkpoints.len(), 120, "one checkpoint per day");
 
     // A rerun finds every window done: nothing read, nothing written.
-    let output = support::run_with_limit(with_keys(moto.command(&args)), Duration::from_secs(60));
+    let output = kit::run_with_limit(with_keys(moto.command(&args)), Duration::from_secs(60));
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let rerun = summary(&output);
     assert_eq!(
@@ -628,21 +602,21 @@ async fn archives_120_days_exactly_once_and_resumes_from_checkpoints() {
         ("2026-04-01", "2026-04-30"),
         &["--state-prefix", "_state/other/"],
     );
-    let output = support::run_with_limit(with_keys(moto.command(&again)), Duration::from_secs(60));
+    let output = kit::run_with_limit(with_keys(moto.command(&again)), Duration::from_secs(60));
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let recheck = summary(&output);
     assert_eq!(recheck["stored"], 0, "{recheck}");
     assert_eq!(recheck["already_present"], recheck["records"], "{recheck}");
 
     // The API unreachable: retries, then exit 1; the checkpoints stay.
-    let closed = format!("http://127.0.0.1:{}", support::free_port());
+    let closed = format!("http://127.0.0.1:{}", kit::free_port());
     let args = backfill_args(
         &bucket,
         &closed,
         ("2026-01-01", "2026-05-31"),
         &["--api-max-attempts", "3"],
     );
-    let output = support::run_with_limit(with_keys(moto.command(&args)), Duration::from_secs(60));
+    let output = kit::run_with_limit(with_keys(moto.command(&args)), Duration::from_secs(60));
     let log = stderr(&output);
     assert_eq!(output.status.code(), Some(1), "{log}");
     assert!(
@@ -691,7 +665,7 @@ async fn kill_9_mid_run_then_rerun_archives_exactly_once() {
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let stored = object_count(&moto, &bucket).await;
+            let stored = moto.object_count(&bucket).await;
             if stored >= target {
                 break;
             }
@@ -701,13 +675,13 @@ async fn kill_9_mid_run_then_rerun_archives_exactly_once() {
         }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        kills.push(object_count(&moto, &bucket).await);
+        kills.push(moto.object_count(&bucket).await);
     }
     assert!(
         kills.iter().all(|n| *n < records.len()),
         "killed mid-run: {kills:?}"
     );
-    let output = support::run_with_limit(with_keys(moto.command(&args)), Duration::from_secs(90));
+    let output = kit::run_with_limit(with_keys(moto.command(&args)), Duration::from_secs(90));
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let summary = summary(&output);
     assert!(
@@ -769,7 +743,7 @@ async fn wrong_or_missing_credentials_exit_2_and_write_nothing() {
         .env("PRISMA_ACCESS_KEY_ID", ACCESS_KEY)
         .env("PRISMA_SECRET_KEY", wrong_secret)
         .env("RUST_LOG", "trace");
-    let output = support::run_with_limit(command, Duration::from_secs(60));
+    let output = kit::run_with_limit(command, Duration::from_secs(60));
     let log = stderr(&output);
     assert_eq!(output.status.code(), Some(2), "{log}");
     assert!(
@@ -784,7 +758,7 @@ async fn wrong_or_missing_credentials_exit_2_and_write_nothing() {
     assert!(moto.objects(&bucket).await.is_empty());
 
     // No key at all: refused before any request, naming where to put it.
-    let output = support::run_with_limit(moto.command(&args), Duration::from_secs(30));
+    let output = kit::run_with_limit(moto.command(&args), Duration::from_secs(30));
     let log = stderr(&output);
     assert_eq!(output.status.code(), Some(2), "{log}");
     assert!(
@@ -793,7 +767,7 @@ async fn wrong_or_missing_credentials_exit_2_and_write_nothing() {
     );
 
     // A credentials file works the same, and its content is never echoed.
-    let dir = std::env::temp_dir().join(support::unique("creds"));
+    let dir = std::env::temp_dir().join(kit::unique("creds"));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("prisma.env");
     std::fs::write(
@@ -804,7 +778,7 @@ async fn wrong_or_missing_credentials_exit_2_and_write_nothing() {
     let mut with_file = args.clone();
     let path = file.to_str().unwrap().to_string();
     with_file.extend_from_slice(&["--credentials-file", &path]);
-    let output = support::run_with_limit(moto.command(&with_file), Duration::from_secs(60));
+    let output = kit::run_with_limit(moto.command(&with_file), Duration::from_secs(60));
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(summary(&output)["stored"], 58);
 
@@ -818,8 +792,8 @@ async fn wrong_or_missing_credentials_exit_2_and_write_nothing() {
         .spawn()
         .unwrap();
     let (out, err) = (
-        support::drain(child.stdout.take()),
-        support::drain(child.stderr.take()),
+        kit::collect_pipe(child.stdout.take()),
+        kit::collect_pipe(child.stderr.take()),
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(
@@ -858,7 +832,7 @@ async fn wrong_or_missing_credentials_exit_2_and_write_nothing() {
     );
 
     std::fs::write(&file, format!("{SECRET_KEY}\n")).unwrap();
-    let output = support::run_with_limit(moto.command(&with_file), Duration::from_secs(30));
+    let output = kit::run_with_limit(moto.command(&with_file), Duration::from_secs(30));
     let log = stderr(&output);
     assert_eq!(output.status.code(), Some(2), "{log}");
     assert!(
@@ -887,7 +861,7 @@ async fn an_api_outage_mid_range_exits_1_keeps_checkpoints_and_a_rerun_finishes(
         ("2026-01-01", "2026-01-10"),
         &["--api-max-attempts", "3", "--page-size", "100"],
     );
-    let output = support::run_with_limit(with_keys(moto.command(&args)), Duration::from_secs(60));
+    let output = kit::run_with_limit(with_keys(moto.command(&args)), Duration::from_secs(60));
     let log = stderr(&output);
     assert_eq!(output.status.code(), Some(1), "{log}");
     assert!(
@@ -907,7 +881,7 @@ async fn an_api_outage_mid_range_exits_1_keeps_checkpoints_and_a_rerun_finishes(
 
     // The API is back: the rerun skips the completed days and finishes.
     api.state.lock().unwrap().outage_after = None;
-    let output = support::run_with_limit(with_keys(moto.command(&args)), Duration::from_secs(60));
+    let output = kit::run_with_limit(with_keys(moto.command(&args)), Duration::from_secs(60));
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let rerun = summary(&output);
     assert_eq!(

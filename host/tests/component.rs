@@ -3,7 +3,8 @@
 //! shared vectors' expected placements through both entry points.
 
 use audit_archiver::engine::{
-    RouteFailure, RouterComponent, SandboxLimits, EMBEDDED_COMPONENT, ROUTER_INTERFACE,
+    ComponentSource, RouteFailure, RouterComponent, SandboxLimits, EMBEDDED_COMPONENT,
+    ROUTER_INTERFACE,
 };
 use audit_archiver_transform::{Message, Settings, TenantOverride, TimeSource};
 use serde_json::Value;
@@ -63,11 +64,14 @@ fn the_component_meets_every_shared_vector_through_route_and_route_batch() {
         let name = case["name"].as_str().unwrap();
         let settings = settings(&case["settings"]);
         let expect = &case["expect"];
-        let loaded = RouterComponent::from_bytes(
-            "embedded",
-            EMBEDDED_COMPONENT,
+        let loaded = RouterComponent::load(
+            ComponentSource::Bytes {
+                origin: "embedded",
+                bytes: EMBEDDED_COMPONENT,
+            },
             &settings,
             SandboxLimits::default(),
+            None,
         );
         let component = match (loaded, expect["error"].as_str()) {
             (Ok(component), _) => component,
@@ -118,11 +122,14 @@ fn the_component_meets_every_shared_vector_through_route_and_route_batch() {
 
 #[test]
 fn a_file_that_is_not_a_component_is_refused_with_its_origin() {
-    let error = RouterComponent::from_bytes(
-        "component /tmp/x.wasm",
-        b"\0asm\x01\0\0\0",
+    let error = RouterComponent::load(
+        ComponentSource::Bytes {
+            origin: "component /tmp/x.wasm",
+            bytes: b"\0asm\x01\0\0\0",
+        },
         &Settings::default(),
         SandboxLimits::default(),
+        None,
     )
     .err()
     .expect("a core module is not a component");

@@ -2,15 +2,17 @@
 //! `--component`: `examples/flat-layout` (same WIT world, another layout) is
 //! built for wasm32-wasip2 and its placements checked through
 //! `audit-archiver route`; the same crate built against contract 1.0.0 (no
-//! `route-queue`) still runs, through `route-batch`, with the same results;
-//! built against a 2.0.0 copy of the contract, or with a world that imports a
-//! function, it is refused at start-up with exit code 2.
+//! `route-queue`) still runs, through `route-batch`, with the same results.
+//! Components the host must refuse at start-up (built from the one hostile
+//! fixture, `tests/fixtures/hostile-router`: against the next major version
+//! of the contract, or with a world that imports a function) and a file that
+//! is not a component exit with code 2.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
-const TARGET: &str = "wasm32-wasip2";
+use audit_archiver::engine::ROUTER_INTERFACE;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -19,73 +21,21 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// The example component and its two variants the host must refuse.
-struct Components {
-    /// Built against `wit/` (contract 1.1: exports `route-queue`).
-    flat: PathBuf,
-    /// Built against contract 1.0.0 as released (feature `wit-1-0`).
-    flat_1_0: PathBuf,
-    /// Built against `audit-archiver:routing@2.0.0` (feature `wit-v2`).
-    v2: PathBuf,
-    /// Its world imports a function (feature `with-import`).
-    importing: PathBuf,
+/// The example component, built once.
+fn flat_layout() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| audit_archiver_guest_build::flat_layout(&workspace()).unwrap())
 }
 
-/// Builds the example component and its variants, once.
-fn components() -> &'static Components {
-    static BUILT: OnceLock<Components> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        // Its own target dir: the outer `cargo test` holds the lock on `target/`.
-        let target_dir = workspace().join("target").join("examples");
-        let built = target_dir
-            .join(TARGET)
-            .join("release")
-            .join("audit_archiver_flat_layout.wasm");
-        let mut paths = Vec::new();
-        for (features, name) in [
-            (None, "flat-layout.wasm"),
-            (Some("wit-1-0"), "flat-layout-1.0.wasm"),
-            (Some("wit-v2"), "flat-layout-v2.wasm"),
-            (Some("with-import"), "flat-layout-importing.wasm"),
-        ] {
-            let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-            command
-                .current_dir(workspace())
-                .args(["build", "--release", "--quiet", "--target", TARGET])
-                .args(["-p", "audit-archiver-flat-layout"])
-                .arg("--target-dir")
-                .arg(&target_dir);
-            if let Some(features) = features {
-                command.args(["--features", features]);
-            }
-            for var in [
-                "CARGO_ENCODED_RUSTFLAGS",
-                "RUSTFLAGS",
-                "CARGO_BUILD_TARGET",
-                "CARGO_TARGET_DIR",
-                "CARGO_MAKEFLAGS",
-                "MAKEFLAGS",
-                "MFLAGS",
-                "RUSTC_WORKSPACE_WRAPPER",
-            ] {
-                command.env_remove(var);
-            }
-            let status = command.status().expect("running cargo");
-            assert!(
-                status.success(),
-                "building examples/flat-layout for {TARGET} failed (is the target installed? scripts/setup.sh)"
-            );
-            let copy = target_dir.join(name);
-            std::fs::copy(&built, &copy).unwrap();
-            paths.push(copy);
-        }
-        Components {
-            flat: paths[0].clone(),
-            flat_1_0: paths[1].clone(),
-            v2: paths[2].clone(),
-            importing: paths[3].clone(),
-        }
-    })
+/// The example component built against contract 1.0.0 as released, once.
+fn flat_layout_1_0() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| audit_archiver_guest_build::flat_layout_1_0(&workspace()).unwrap())
+}
+
+/// A start-up refusal variant of the hostile fixture.
+fn hostile(variant: &str) -> PathBuf {
+    audit_archiver_guest_build::hostile_router(&workspace(), variant).unwrap()
 }
 
 fn route(component: &Path, extra: &[&str], event: &str) -> Output {
@@ -117,7 +67,7 @@ const EVENT: &str = r#"{"Records":[
 
 #[test]
 fn the_host_runs_a_component_with_another_layout() {
-    let flat = &components().flat;
+    let flat = flat_layout();
     // The template and offset are the flat layout's to ignore: UTC dates,
     // `{tenant}/{YYYY-MM-DD}/{message_id}.json`.
     let output = route(
@@ -173,14 +123,13 @@ fn the_host_runs_a_component_with_another_layout() {
 
 #[test]
 fn a_component_built_against_contract_1_0_still_runs_through_route_batch() {
-    use audit_archiver::engine::{RouterComponent, SandboxLimits};
+    use audit_archiver::engine::{ComponentSource, RouterComponent, SandboxLimits};
     use audit_archiver_transform::{Message, Settings, TimeSource};
 
-    let components = components();
     // The same placements and errors through `audit-archiver route`.
     let args = ["--tenant-map", "legacy-audit=acme_legacy"];
-    let flat = route(&components.flat, &args, EVENT);
-    let flat_1_0 = route(&components.flat_1_0, &args, EVENT);
+    let flat = route(flat_layout(), &args, EVENT);
+    let flat_1_0 = route(flat_layout_1_0(), &args, EVENT);
     assert_eq!(
         flat_1_0.status.code(),
         Some(0),
@@ -197,9 +146,10 @@ fn a_component_built_against_contract_1_0_still_runs_through_route_batch() {
         ..Settings::default()
     };
     let load = |path: &Path| {
-        RouterComponent::load(Some(path), &settings, SandboxLimits::default()).unwrap()
+        RouterComponent::load(ComponentSource::File(path), &settings, SandboxLimits::default(), None)
+            .unwrap()
     };
-    let (new, old) = (load(&components.flat), load(&components.flat_1_0));
+    let (new, old) = (load(flat_layout()), load(flat_layout_1_0()));
     assert!(new.has_route_queue());
     assert!(!old.has_route_queue());
     let queue =
@@ -237,16 +187,16 @@ fn a_component_built_against_contract_1_0_still_runs_through_route_batch() {
 
 #[test]
 fn the_host_refuses_a_component_of_another_contract_version() {
-    let v2 = &components().v2;
-    let output = route(v2, &[], EVENT);
+    let v2 = hostile("wrong-world");
+    let output = route(&v2, &[], EVENT);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
     assert!(output.stdout.is_empty(), "no placement may be printed");
     for needed in [
         "--component",
-        "audit-archiver:routing/router@1.0.0",
+        ROUTER_INTERFACE,
         "audit-archiver:routing/router@2.0.0",
-        "flat-layout-v2.wasm",
+        "wrong-world.wasm",
     ] {
         assert!(stderr.contains(needed), "{needed:?} not in: {stderr}");
     }
@@ -254,14 +204,14 @@ fn the_host_refuses_a_component_of_another_contract_version() {
 
 #[test]
 fn the_host_refuses_a_component_that_imports_anything() {
-    let importing = &components().importing;
-    let output = route(importing, &[], EVENT);
+    let importing = hostile("imports-function");
+    let output = route(&importing, &[], EVENT);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
     assert!(output.stdout.is_empty(), "no placement may be printed");
     for needed in [
         "--component",
-        "flat-layout-importing.wasm",
+        "imports-function.wasm",
         "imports [\"log\"]",
         "must import nothing",
     ] {

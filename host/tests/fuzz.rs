@@ -16,7 +16,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use audit_archiver::engine::{
-    RouteFailure, RouterComponent, RouterInstance, SandboxLimits, EMBEDDED_COMPONENT,
+    ComponentSource, RouteFailure, RouterComponent, RouterInstance, SandboxLimits,
 };
 use audit_archiver::lambda_event;
 use audit_archiver_transform::{check_key, Message, Router, Settings, TenantOverride, TimeSource};
@@ -151,11 +151,11 @@ fn with_component<T>(index: usize, f: impl FnOnce(&mut RouterInstance) -> T) -> 
     CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();
         let instance = cache.entry(index).or_insert_with(|| {
-            RouterComponent::from_bytes(
-                "the embedded component",
-                EMBEDDED_COMPONENT,
+            RouterComponent::load(
+                ComponentSource::Embedded,
                 &settings(index),
                 SandboxLimits::default(),
+                None,
             )
             .expect("the embedded component loads")
             .instance()

@@ -1,8 +1,7 @@
 //! The WebAssembly component: the `routing` world's `router` export, as a
-//! thin adapter between the generated WIT types and [`crate::router`], plus
-//! what a `no_std` component needs to import nothing: a global allocator
-//! (dlmalloc on linear memory), a panic handler (a trap), and the canonical
-//! ABI's `cabi_realloc`.
+//! thin adapter between the generated WIT types and [`crate::router`]. What a
+//! `no_std` component needs to import nothing (allocator, panic handler,
+//! `cabi_realloc`) comes from `audit-archiver-guest-support`.
 
 use alloc::vec::Vec;
 use core::cell::RefCell;
@@ -15,45 +14,6 @@ wit_bindgen::generate!({
 });
 
 use exports::audit_archiver::routing::router as wit;
-
-#[global_allocator]
-static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
-
-#[panic_handler]
-fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
-    core::arch::wasm32::unreachable()
-}
-
-/// The canonical ABI's allocation entry point (std would provide it).
-///
-/// # Safety
-/// Called by the component runtime with a valid previous allocation (or
-/// `old_len == 0`) and a power-of-two `align`.
-#[no_mangle]
-pub unsafe extern "C" fn cabi_realloc(
-    old_ptr: *mut u8,
-    old_len: usize,
-    align: usize,
-    new_len: usize,
-) -> *mut u8 {
-    use alloc::alloc::{alloc, realloc, Layout};
-    if new_len == 0 {
-        return align as *mut u8;
-    }
-    let ptr = if old_len == 0 {
-        alloc(Layout::from_size_align_unchecked(new_len, align))
-    } else {
-        realloc(
-            old_ptr,
-            Layout::from_size_align_unchecked(old_len, align),
-            new_len,
-        )
-    };
-    if ptr.is_null() {
-        core::arch::wasm32::unreachable();
-    }
-    ptr
-}
 
 struct Component;
 
@@ -133,8 +93,8 @@ fn result(r: Result<r::Placement, r::RouteError>) -> Result<wit::Placement, wit:
 
 /// The router built for the last settings seen, with those settings.
 ///
-/// Hosts pass the same settings on every call; parsing the template again
-/// each time was most of the fixed cost of a call. Routing is pure, so reusing
+/// Hosts pass the same settings on every call, and parsing the template
+/// would be most of the fixed cost of a call. Routing is pure, so reusing
 /// the router is invisible to callers, and one entry keeps memory bounded.
 struct LastRouter(RefCell<Option<(r::Settings, Result<r::Router, r::SettingsError>)>>);
 

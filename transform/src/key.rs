@@ -146,8 +146,8 @@ impl ByteMarks {
     /// Scans `text` eight bytes at a time (SWAR: the byte tests are done on
     /// a `u64` with carry-free arithmetic, so they are exact). This runs on
     /// every key and message id, natively and in the host's re-check of
-    /// what a component returns; a byte-at-a-time loop was most of the
-    /// time of routing a message.
+    /// what a component returns, where a byte-at-a-time loop would take most
+    /// of the time of routing a message.
     fn scan(text: &[u8]) -> ByteMarks {
         const ONES: u64 = 0x0101_0101_0101_0101;
         const LOWS: u64 = 0x7f7f_7f7f_7f7f_7f7f;
@@ -367,7 +367,7 @@ mod tests {
         );
     }
 
-    /// The rules as first written, character by character: the one-pass
+    /// The rules written plainly, character by character: the one-pass
     /// checks must agree with them on every input.
     fn reference_check_key(key: &str, tenant: &str) -> Result<(), KeyError> {
         check_tenant(tenant).map_err(KeyError::InvalidTenant)?;

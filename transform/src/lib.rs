@@ -48,8 +48,13 @@ pub mod router;
 pub mod template;
 pub mod time;
 
-#[cfg(all(target_arch = "wasm32", not(test)))]
+#[cfg(all(target_arch = "wasm32", feature = "component", not(test)))]
 mod component;
+// The wasm32 build's allocator, panic handler, `cabi_realloc` and C memory
+// routines (also when another component uses this crate as a library: the
+// `cdylib` is linked then too).
+#[cfg(target_arch = "wasm32")]
+use audit_archiver_guest_support as _;
 
 pub use key::{alternate_key, check_key, check_message_id, KeyError, MAX_KEY_LEN};
 pub use router::{

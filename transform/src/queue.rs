@@ -176,12 +176,19 @@ pub fn is_valid_tenant(tenant: &str) -> bool {
     check_tenant(tenant).is_ok()
 }
 
+/// The bare name of a queue reference, or the reference as given when it
+/// does not parse (the router then reports why): for logs, metrics labels
+/// and tenant overrides, which must name a queue the way the router will.
+pub fn bare_queue_name(queue: &str) -> &str {
+    queue_name(queue).unwrap_or(queue)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// URL parsing as first written, with `str` searches.
+    /// URL parsing written plainly, with `str` searches: the oracle.
     fn reference_url_name<'q>(scheme: &str, rest: &'q str) -> Result<&'q str, &'static str> {
         let scheme_ok = scheme
             .bytes()
@@ -206,6 +213,21 @@ mod tests {
             return Err("not a queue URL (empty host or account)");
         }
         Ok(name)
+    }
+
+    #[test]
+    fn bare_names_come_from_any_reference_and_unparseable_ones_stay() {
+        let name = "acme-prismacloud-auditlog.fifo";
+        assert_eq!(bare_queue_name(name), name);
+        assert_eq!(
+            bare_queue_name("https://sqs.ap-northeast-1.amazonaws.com/123456789012/acme-q"),
+            "acme-q"
+        );
+        assert_eq!(
+            bare_queue_name("arn:aws:sqs:ap-northeast-1:123456789012:acme-q.fifo"),
+            "acme-q.fifo"
+        );
+        assert_eq!(bare_queue_name("no/such queue"), "no/such queue");
     }
 
     #[test]

@@ -115,7 +115,7 @@ impl Default for Settings {
         Settings {
             key_template: String::from("default"),
             time_source: TimeSource::FirstReceive,
-            utc_offset_minutes: 540,
+            utc_offset_minutes: crate::time::JST_OFFSET_MINUTES,
             tenant_overrides: Vec::new(),
         }
     }

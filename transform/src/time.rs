@@ -14,6 +14,10 @@
 /// The largest accepted UTC offset magnitude, in minutes (UTC-14:00..=UTC+14:00).
 pub const MAX_OFFSET_MINUTES: i16 = 840;
 
+/// Japan Standard Time, UTC+09:00: the offset of the reference layout and
+/// the default of every command.
+pub const JST_OFFSET_MINUTES: i16 = 540;
+
 /// Milliseconds per day.
 const MS_PER_DAY: i64 = 86_400_000;
 
@@ -122,6 +126,35 @@ pub fn format_offset(offset_minutes: i16) -> alloc::string::String {
     alloc::format!("{sign}{:02}:{:02}", abs / 60, abs % 60)
 }
 
+/// Parses a UTC offset written `+09:00`, `-05:30`, `+0900`, `+09`, `Z` or
+/// `UTC` into minutes, the inverse of [`format_offset`]. `None` unless the
+/// sign and two-digit hours are there and the result is within
+/// ±[`MAX_OFFSET_MINUTES`].
+pub fn parse_offset(text: &str) -> Option<i16> {
+    let text = text.trim();
+    if matches!(text, "Z" | "z" | "UTC" | "utc") {
+        return Some(0);
+    }
+    let (sign, rest) = match text.as_bytes().split_first()? {
+        (b'+', rest) => (1, rest),
+        (b'-', rest) => (-1, rest),
+        _ => return None,
+    };
+    let (hours, minutes) = match *rest {
+        [h1, h2] => ([h1, h2], [b'0', b'0']),
+        [h1, h2, m1, m2] | [h1, h2, b':', m1, m2] => ([h1, h2], [m1, m2]),
+        _ => return None,
+    };
+    let two_digits = |pair: [u8; 2]| {
+        pair.iter()
+            .all(u8::is_ascii_digit)
+            .then(|| i16::from(pair[0] - b'0') * 10 + i16::from(pair[1] - b'0'))
+    };
+    let (hours, minutes) = (two_digits(hours)?, two_digits(minutes)?);
+    let total = hours * 60 + minutes;
+    (minutes < 60 && total <= MAX_OFFSET_MINUTES).then_some(sign * total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +178,39 @@ mod tests {
     fn utc_ms(y: i64, mo: u32, d: u32, h: i64, mi: i64, s: i64, ms: i64) -> u64 {
         let days = days_from_civil(y, mo, d);
         ((days * 86_400 + h * 3600 + mi * 60 + s) * 1000 + ms) as u64
+    }
+
+    #[test]
+    fn offsets_parse_in_every_usual_spelling_and_round_trip() {
+        assert_eq!(parse_offset("+09:00"), Some(JST_OFFSET_MINUTES));
+        assert_eq!(parse_offset("+0900"), Some(540));
+        assert_eq!(parse_offset("+09"), Some(540));
+        assert_eq!(parse_offset(" -05:30 "), Some(-330));
+        assert_eq!(parse_offset("Z"), Some(0));
+        assert_eq!(parse_offset("UTC"), Some(0));
+        assert_eq!(parse_offset("+14:00"), Some(MAX_OFFSET_MINUTES));
+        assert_eq!(parse_offset("-14:00"), Some(-MAX_OFFSET_MINUTES));
+        for bad in [
+            "9",
+            "+9",
+            "+14:01",
+            "+09:60",
+            "+0:900",
+            "JST",
+            "",
+            "+09:0",
+            "+1a:00",
+            "+09::0",
+            "+09:",
+            "09:00",
+            "+-9:00",
+            "+０９:00",
+        ] {
+            assert_eq!(parse_offset(bad), None, "{bad}");
+        }
+        for minutes in -MAX_OFFSET_MINUTES..=MAX_OFFSET_MINUTES {
+            assert_eq!(parse_offset(&format_offset(minutes)), Some(minutes));
+        }
     }
 
     #[test]

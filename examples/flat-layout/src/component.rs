@@ -1,129 +1,114 @@
-//! The component: the `routing` world's `router` export over [`crate::route`],
-//! plus what a `no_std` component needs to import nothing (an allocator, a
-//! panic handler that traps, and the canonical ABI's `cabi_realloc`).
+//! The component: the `routing` world's `router` export, a thin adapter
+//! between the generated WIT types and [`crate::FlatLayout`]. What a `no_std`
+//! component needs to import nothing (allocator, panic handler,
+//! `cabi_realloc`) comes from `audit-archiver-guest-support`.
 
 use alloc::vec::Vec;
 
-// The contract; or, for the host's tests only, an incompatible version of it
-// (`wit-v2`), a world that imports a function (`with-import`), or contract
-// 1.0.0 as released (`wit-1-0`, without `route-queue`).
-#[cfg(not(any(feature = "wit-v2", feature = "with-import", feature = "wit-1-0")))]
+use crate::{transform as r, FlatLayout};
+
+// The contract; or, for the host's tests only, contract 1.0.0 as released
+// (`wit-1-0`, without `route-queue`), which the host must still run.
+#[cfg(not(feature = "wit-1-0"))]
 wit_bindgen::generate!({ path: "../../wit", world: "routing" });
-#[cfg(feature = "wit-v2")]
-wit_bindgen::generate!({ path: "wit-v2", world: "routing" });
-#[cfg(all(feature = "with-import", not(feature = "wit-v2")))]
-wit_bindgen::generate!({ path: "wit-import", world: "routing" });
-#[cfg(all(
-    feature = "wit-1-0",
-    not(any(feature = "wit-v2", feature = "with-import"))
-))]
+#[cfg(feature = "wit-1-0")]
 wit_bindgen::generate!({ path: "wit-1.0", world: "routing" });
 
 use exports::audit_archiver::routing::router as wit;
 
-#[global_allocator]
-static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
-
-#[panic_handler]
-fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
-    core::arch::wasm32::unreachable()
-}
-
-/// The canonical ABI's allocation entry point (std would provide it).
-///
-/// # Safety
-/// Called by the component runtime with a valid previous allocation (or
-/// `old_len == 0`) and a power-of-two `align`.
-#[no_mangle]
-pub unsafe extern "C" fn cabi_realloc(
-    old_ptr: *mut u8,
-    old_len: usize,
-    align: usize,
-    new_len: usize,
-) -> *mut u8 {
-    use alloc::alloc::{alloc, realloc, Layout};
-    if new_len == 0 {
-        return align as *mut u8;
-    }
-    let ptr = if old_len == 0 {
-        alloc(Layout::from_size_align_unchecked(new_len, align))
-    } else {
-        realloc(
-            old_ptr,
-            Layout::from_size_align_unchecked(old_len, align),
-            new_len,
-        )
-    };
-    if ptr.is_null() {
-        core::arch::wasm32::unreachable();
-    }
-    ptr
-}
+// The allocator, the panic handler, `cabi_realloc` and the C memory routines.
+use audit_archiver_guest_support as _;
 
 struct Component;
 
 export!(Component);
 
-fn check(s: &wit::Settings) -> Result<(), wit::SettingsError> {
-    for o in &s.tenant_overrides {
-        crate::check_override(&o.queue, &o.tenant)
-            .map_err(wit::SettingsError::InvalidTenantOverride)?;
+fn settings(s: &wit::Settings) -> r::Settings {
+    r::Settings {
+        key_template: s.key_template.clone(),
+        time_source: match s.time_source {
+            wit::TimeSource::FirstReceive => r::TimeSource::FirstReceive,
+            wit::TimeSource::Sent => r::TimeSource::Sent,
+            wit::TimeSource::Event => r::TimeSource::Event,
+        },
+        utc_offset_minutes: s.utc_offset_minutes,
+        tenant_overrides: s
+            .tenant_overrides
+            .iter()
+            .map(|o| r::TenantOverride {
+                queue: o.queue.clone(),
+                tenant: o.tenant.clone(),
+            })
+            .collect(),
     }
-    Ok(())
 }
 
-fn route(s: &wit::Settings, m: &wit::Message) -> Result<wit::Placement, wit::RouteError> {
-    use crate::Error as E;
-    use wit::RouteError as W;
-    check(s).map_err(W::InvalidSettings)?;
-    if s.time_source == wit::TimeSource::Event {
-        return Err(W::MissingTime(alloc::format!(
-            "message {:?}: the flat layout never reads the body; use --time-source first-receive or sent",
-            m.message_id
-        )));
+fn settings_error(e: r::SettingsError) -> wit::SettingsError {
+    use r::SettingsError as E;
+    use wit::SettingsError as W;
+    match e {
+        E::EmptyTemplate(d) => W::EmptyTemplate(d),
+        E::UnknownField(d) => W::UnknownField(d),
+        E::UnknownSpecifier(d) => W::UnknownSpecifier(d),
+        E::UnsafeTemplate(d) => W::UnsafeTemplate(d),
+        E::InvalidOffset(d) => W::InvalidOffset(d),
+        E::InvalidTenantOverride(d) => W::InvalidTenantOverride(d),
     }
-    let overrides: Vec<(&str, &str)> = s
-        .tenant_overrides
-        .iter()
-        .map(|o| (o.queue.as_str(), o.tenant.as_str()))
-        .collect();
-    let sent = s.time_source == wit::TimeSource::Sent;
-    let message = crate::Message {
+}
+
+fn route(layout: &FlatLayout, m: &wit::Message) -> Result<wit::Placement, wit::RouteError> {
+    use r::RouteError as E;
+    use wit::RouteError as W;
+    let message = r::Message {
         message_id: &m.message_id,
         queue: &m.queue,
+        body: &m.body,
         first_receive_ms: m.first_receive_ms,
         sent_ms: m.sent_ms,
     };
-    let time_ms = if sent { m.sent_ms } else { m.first_receive_ms };
-    match crate::route(&message, sent, &overrides) {
-        Ok((tenant, key)) => Ok(wit::Placement {
-            tenant,
-            key,
-            time_ms: time_ms.unwrap_or_default(),
+    match layout.route(&message) {
+        Ok(p) => Ok(wit::Placement {
+            tenant: p.tenant,
+            key: p.key,
+            time_ms: p.time_ms,
         }),
-        Err(E::InvalidQueue(d)) => Err(W::InvalidQueue(d)),
-        Err(E::InvalidMessageId(d)) => Err(W::InvalidMessageId(d)),
-        Err(E::MissingTime(d)) => Err(W::MissingTime(d)),
-        Err(E::InvalidTime(d)) => Err(W::InvalidTime(d)),
+        Err(e) => Err(match e {
+            E::InvalidSettings(s) => W::InvalidSettings(settings_error(s)),
+            E::InvalidQueue(d) => W::InvalidQueue(d),
+            E::InvalidMessageId(d) => W::InvalidMessageId(d),
+            E::MissingTime(d) => W::MissingTime(d),
+            E::InvalidTime(d) => W::InvalidTime(d),
+            E::InvalidBody(d) => W::InvalidBody(d),
+            E::UnsafeKey(d) => W::UnsafeKey(d),
+        }),
     }
+}
+
+fn layout(s: &wit::Settings) -> Result<FlatLayout, wit::SettingsError> {
+    FlatLayout::new(&settings(s)).map_err(settings_error)
 }
 
 impl wit::Guest for Component {
     fn validate_settings(s: wit::Settings) -> Result<(), wit::SettingsError> {
-        #[cfg(all(feature = "with-import", not(feature = "wit-v2")))]
-        log("validating settings");
-        check(&s)
+        layout(&s).map(|_| ())
     }
 
     fn route(s: wit::Settings, m: wit::Message) -> Result<wit::Placement, wit::RouteError> {
-        route(&s, &m)
+        let layout = layout(&s).map_err(wit::RouteError::InvalidSettings)?;
+        route(&layout, &m)
     }
 
     fn route_batch(
         s: wit::Settings,
         messages: Vec<wit::Message>,
     ) -> Vec<Result<wit::Placement, wit::RouteError>> {
-        messages.iter().map(|m| route(&s, m)).collect()
+        match layout(&s) {
+            Ok(layout) => messages.iter().map(|m| route(&layout, m)).collect(),
+            Err(e) => messages
+                .iter()
+                .map(|_| Err(wit::RouteError::InvalidSettings(e.clone())))
+                .collect(),
+        }
     }
 
     // Contract 1.1: the same routing, strings packed (see `wit/router.wit`).
@@ -157,11 +142,13 @@ impl wit::Guest for Component {
         if at != text.len() {
             core::arch::wasm32::unreachable();
         }
+        let layout = layout(&s).map_err(wit::RouteError::InvalidSettings);
         let mut placed = alloc::string::String::new();
         let results = unpacked
             .iter()
             .map(|m| {
-                route(&s, m).map(|p| {
+                let layout = layout.as_ref().map_err(Clone::clone)?;
+                route(layout, m).map(|p| {
                     placed.push_str(&p.tenant);
                     placed.push_str(&p.key);
                     wit::PackedPlacement {

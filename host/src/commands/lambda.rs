@@ -18,8 +18,10 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::{load_component, CommandError, Exit};
-use crate::config::{bare_queue_name, name_env, LambdaArgs, LambdaConfig};
-use crate::engine::{ComponentError, RouteFailure, RouterComponent, RouterInstance};
+use crate::config::{name_env, LambdaArgs, LambdaConfig};
+use crate::engine::{
+    ComponentError, ComponentSource, RouteFailure, RouterComponent, RouterInstance,
+};
 use crate::metrics::Counters;
 use crate::pipeline::{BatchRun, PipelineSettings, QueueRef, ReceivedMessage, Settlement};
 use crate::s3::S3Archive;
@@ -123,10 +125,11 @@ impl Function {
     async fn init(config: &LambdaConfig) -> Result<Function, String> {
         let started = Instant::now();
         let component = match &config.precompiled {
-            Some(path) => RouterComponent::load_precompiled(
-                path,
+            Some(path) => RouterComponent::load(
+                ComponentSource::Precompiled(path),
                 &config.routing.settings,
                 config.routing.limits,
+                None,
             )
             .map_err(|error| match error {
                 ComponentError::Settings(e) => crate::config::settings_error_message(&e),
@@ -355,7 +358,7 @@ fn records(messages: Vec<SqsMessage>) -> Result<Vec<Record>, InvalidEvent> {
                     ))
                 })?;
             let arn = message.event_source_arn.unwrap_or_default();
-            let name = bare_queue_name(&arn).to_string();
+            let name = audit_archiver_transform::queue::bare_queue_name(&arn).to_string();
             let millis = |name: &str| message.attributes.get(name)?.parse::<u64>().ok();
             Ok(Record {
                 queue: QueueRef {

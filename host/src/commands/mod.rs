@@ -44,9 +44,9 @@ impl CommandError {
 pub fn load_component(
     routing: &crate::config::RoutingConfig,
 ) -> Result<crate::engine::RouterComponent, CommandError> {
-    use crate::engine::{ComponentError, RouterComponent};
-    RouterComponent::load_cached(
-        routing.component.as_deref(),
+    use crate::engine::{ComponentError, ComponentSource, RouterComponent};
+    RouterComponent::load(
+        ComponentSource::file_or_embedded(routing.component.as_deref()),
         &routing.settings,
         routing.limits,
         routing.cache_dir.as_deref(),

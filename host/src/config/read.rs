@@ -7,14 +7,16 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
-use super::{
-    bad, check_account_id, check_bucket_name, check_endpoint_url, check_quarantine_prefix,
-    parse_utc_offset, read_file, settings_error_message, ConfigError, FileConfig,
-};
+use super::defaults::{self, with_default};
+use super::file::ConfigFile;
+use super::shared::{BucketArgs, LayoutArgs, StateArgs};
+use super::validate::{check_range, check_tenant, settings_error_message};
+use super::{bad, ConfigError};
 use crate::archive_layout::{Day, Layout};
 use crate::aws::AwsSettings;
 
-/// Options `verify` and `query` share with `run`.
+/// Options `verify` and `query` share with `run` (same flags, environment
+/// variables and config file keys), and how many objects they read at once.
 #[derive(Debug, Args)]
 pub struct ReadArgs {
     /// TOML file with any option, named in snake_case (the same file `run`
@@ -22,61 +24,27 @@ pub struct ReadArgs {
     #[arg(long, env = "AUDIT_ARCHIVER_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// The archive bucket. Example: --bucket acme-audit-archive
-    #[arg(long, env = "S3_BUCKET_NAME", value_name = "NAME")]
-    pub bucket: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub bucket: BucketArgs,
 
-    /// A custom S3 endpoint, e.g. a local emulator: http://127.0.0.1:5000
-    #[arg(long, env = "AWS_ENDPOINT_URL", value_name = "URL")]
-    pub endpoint_url: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub layout: LayoutArgs,
 
-    /// The AWS region. Otherwise the SDK's chain (AWS_REGION, profile).
-    #[arg(long, env = "AWS_REGION", value_name = "REGION")]
-    pub region: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub state: StateArgs,
 
-    /// Refuse to read unless the bucket belongs to this account ID.
+    // A flag only: the file's `concurrency` is `run`'s.
+    #[allow(missing_docs)]
     #[arg(
         long,
-        env = "AUDIT_ARCHIVER_EXPECTED_BUCKET_OWNER",
-        value_name = "ACCOUNT_ID"
+        env = "AUDIT_ARCHIVER_READ_CONCURRENCY",
+        value_name = "N",
+        help = with_default!("Most objects read at once.", defaults::READ_CONCURRENCY)
     )]
-    pub expected_bucket_owner: Option<String>,
-
-    /// The key layout the archive was written with (as `run`'s
-    /// --key-template). [default: default]
-    #[arg(
-        long,
-        env = "AUDIT_ARCHIVER_KEY_TEMPLATE",
-        value_name = "seed|default|TEMPLATE"
-    )]
-    pub key_template: Option<String>,
-
-    /// The UTC offset of the dates in keys and of DATE arguments.
-    /// [default: +09:00]
-    #[arg(
-        long,
-        env = "AUDIT_ARCHIVER_UTC_OFFSET",
-        value_name = "±HH:MM",
-        allow_hyphen_values = true
-    )]
-    pub utc_offset: Option<String>,
-
-    /// Key prefix of quarantined messages. [default: _quarantine/]
-    #[arg(long, env = "AUDIT_ARCHIVER_QUARANTINE_PREFIX", value_name = "PREFIX")]
-    pub quarantine_prefix: Option<String>,
-
-    /// Key prefix of `backfill`'s checkpoints, which are not audit logs.
-    /// [default: _state/]
-    #[arg(long, env = "AUDIT_ARCHIVER_STATE_PREFIX", value_name = "PREFIX")]
-    pub state_prefix: Option<String>,
-
-    /// Most objects read at once. [default: 32]
-    #[arg(long, env = "AUDIT_ARCHIVER_READ_CONCURRENCY", value_name = "N")]
     pub concurrency: Option<usize>,
-
-    /// Attempts per AWS request, first included. [default: 5]
-    #[arg(long, env = "AUDIT_ARCHIVER_MAX_ATTEMPTS", value_name = "N")]
-    pub max_attempts: Option<u32>,
 }
 
 /// `verify` options.
@@ -266,66 +234,24 @@ pub struct QueryConfig {
 }
 
 impl ReadArgs {
-    fn validate(self, file: &FileConfig) -> Result<ReadConfig, ConfigError> {
-        let bucket = self.bucket.or(file.bucket.clone()).ok_or_else(|| {
-            bad("no bucket: pass --bucket NAME or set S3_BUCKET_NAME (e.g. --bucket acme-audit-archive)")
-        })?;
-        check_bucket_name(&bucket)?;
-        let endpoint_url = self.endpoint_url.or(file.endpoint_url.clone());
-        if let Some(url) = &endpoint_url {
-            check_endpoint_url(url)?;
-        }
-        let expected_bucket_owner = self
-            .expected_bucket_owner
-            .or(file.expected_bucket_owner.clone());
-        if let Some(owner) = &expected_bucket_owner {
-            check_account_id(owner)?;
-        }
-        let utc_offset_minutes = match self.utc_offset.or(file.utc_offset.clone()) {
-            Some(text) => parse_utc_offset(&text)?,
-            None => 9 * 60,
-        };
-        let quarantine_prefix = self
-            .quarantine_prefix
-            .or(file.quarantine_prefix.clone())
-            .unwrap_or_else(|| "_quarantine/".into());
-        check_quarantine_prefix(&quarantine_prefix)?;
-        let state_prefix = self
-            .state_prefix
-            .or(file.state_prefix.clone())
-            .unwrap_or_else(|| "_state/".into());
-        check_quarantine_prefix(&state_prefix).map_err(|e| {
-            bad(e
-                .0
-                .replace("--quarantine-prefix", "--state-prefix")
-                .replace("_quarantine/", "_state/"))
-        })?;
-        let key_template = self
-            .key_template
-            .or(file.key_template.clone())
-            .unwrap_or_else(|| "default".into());
-        let layout = Layout::new(&key_template, utc_offset_minutes, quarantine_prefix)
+    fn validate(self) -> Result<ReadConfig, ConfigError> {
+        let file = ConfigFile::read(self.config.as_deref())?;
+        let bucket = file.under(self.bucket)?.validate()?;
+        let (key_template, utc_offset_minutes) = file.under(self.layout)?.validate()?;
+        let state_prefix = file.under(self.state)?.validate()?;
+        let layout = Layout::new(&key_template, utc_offset_minutes, bucket.quarantine_prefix)
             .map_err(|e| bad(settings_error_message(&e)))?;
-        let concurrency = self.concurrency.unwrap_or(32);
-        if !(1..=256).contains(&concurrency) {
-            return Err(bad(format!(
-                "invalid --concurrency {concurrency}: use 1 to 256, e.g. 32"
-            )));
-        }
-        let max_attempts = self.max_attempts.or(file.max_attempts).unwrap_or(5);
-        if !(1..=20).contains(&max_attempts) {
-            return Err(bad(format!(
-                "invalid --max-attempts {max_attempts}: use 1 to 20, e.g. 5"
-            )));
-        }
+        let concurrency = self.concurrency.unwrap_or(defaults::READ_CONCURRENCY);
+        check_range(
+            "--concurrency",
+            concurrency,
+            1..=256,
+            defaults::READ_CONCURRENCY,
+        )?;
         Ok(ReadConfig {
-            bucket,
-            aws: AwsSettings {
-                endpoint_url,
-                region: self.region.or(file.region.clone()),
-                max_attempts,
-            },
-            expected_bucket_owner,
+            bucket: bucket.bucket,
+            aws: bucket.aws,
+            expected_bucket_owner: bucket.expected_bucket_owner,
             layout,
             concurrency,
             state_prefix,
@@ -382,19 +308,10 @@ fn check_order(from_ms: i64, to_ms: i64, from: &str, to: &str) -> Result<(), Con
     Ok(())
 }
 
-fn check_tenant(tenant: &str) -> Result<(), ConfigError> {
-    audit_archiver_transform::queue::check_tenant(tenant).map_err(|why| {
-        bad(format!(
-            "invalid --tenant {tenant:?}: {why}; a tenant is 1-63 letters, digits, `_` or `.`"
-        ))
-    })
-}
-
 impl VerifyArgs {
     /// Merges and validates `verify` options.
     pub fn validate(self) -> Result<VerifyConfig, ConfigError> {
-        let file = read_file(self.read.config.as_ref())?;
-        let read = self.read.validate(&file)?;
+        let read = self.read.validate()?;
         let offset = read.layout.utc_offset_minutes();
         let from_ms = self
             .from
@@ -438,8 +355,7 @@ impl VerifyArgs {
 impl QueryArgs {
     /// Merges and validates `query` options.
     pub fn validate(self) -> Result<QueryConfig, ConfigError> {
-        let file = read_file(self.read.config.as_ref())?;
-        let read = self.read.validate(&file)?;
+        let read = self.read.validate()?;
         let offset = read.layout.utc_offset_minutes();
         let tenant = self.tenant.trim().to_string();
         check_tenant(&tenant)?;

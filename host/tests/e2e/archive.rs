@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::support::{audit_log, stderr, summary, unique, Moto};
+use audit_archiver_test_kit::{audit_log, stderr, summary, unique, Moto};
 
 /// 2025-06-27T02:32:20.913Z = 2025-06-27 11:32:20 JST.
 const T: u64 = 1_750_991_540_913;

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::{audit_log, drain, stderr, summary, unique, Moto};
+use audit_archiver_test_kit::{audit_log, collect_pipe, stderr, summary, unique, Moto};
 
 /// Fills `queue` with `n` audit logs in one message group; returns their ids.
 async fn one_group(moto: &Moto, queue: &str, n: u64) -> BTreeSet<String> {
@@ -49,7 +49,10 @@ async fn daemon_archives_a_fifo_group_backlog_without_waiting_out_long_polls() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let (out, err) = (drain(child.stdout.take()), drain(child.stderr.take()));
+    let (out, err) = (
+        collect_pipe(child.stdout.take()),
+        collect_pipe(child.stderr.take()),
+    );
     let limit = Duration::from_secs(30);
     loop {
         let stored = moto.objects(&bucket).await.len();

@@ -9,4 +9,3 @@ mod objects;
 mod route;
 mod shutdown;
 mod startup;
-mod support;

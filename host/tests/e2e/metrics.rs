@@ -5,7 +5,7 @@ use std::net::TcpStream;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::{audit_log, drain, free_port, unique, Moto};
+use audit_archiver_test_kit::{audit_log, collect_pipe, free_port, unique, Moto};
 
 fn scrape(port: u16, path: &str) -> Option<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -55,7 +55,10 @@ async fn metrics_count_what_was_archived() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let (_stdout, stderr) = (drain(child.stdout.take()), drain(child.stderr.take()));
+    let (_stdout, stderr) = (
+        collect_pipe(child.stdout.take()),
+        collect_pipe(child.stderr.take()),
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     let response = loop {
         if let Some(response) = scrape(port, "/metrics") {

@@ -1,19 +1,12 @@
 //! Per-object settings reach S3: Object Lock retention, storage class and
 //! server-side encryption, on every stored object, with its SHA-256 checksum.
 
-use crate::support::{audit_log, stderr, unique, Moto};
+use audit_archiver_test_kit::{audit_log, stderr, unique, Moto};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn object_lock_storage_class_and_encryption_apply_to_every_object() {
     let moto = Moto::start().await;
-    let bucket = unique("locked");
-    moto.s3
-        .create_bucket()
-        .bucket(&bucket)
-        .object_lock_enabled_for_bucket(true)
-        .send()
-        .await
-        .expect("create an Object Lock bucket");
+    let bucket = moto.locked_bucket().await;
     let queue = moto.queue(&format!("acme-{}", unique("q"))).await;
     for n in 0..3 {
         moto.send(

@@ -1,9 +1,8 @@
 //! `route`: the offline dry run over a Lambda-shaped SQS event.
 
+use audit_archiver_test_kit::{self as kit, binary, stderr};
 use std::io::Write;
 use std::process::{Command, Stdio};
-
-use crate::support::{stderr, BIN};
 
 const EVENT: &str = r#"{"Records":[
  {"messageId":"059f36b4-87a3-44ab-83d2-661975830a7d","receiptHandle":"r1","body":"{\"timestamp\":1750991540913,\"user\":\"alice@example.com\",\"actionType\":\"CREATE\",\"result\":\"Successful\"}","attributes":{"ApproximateReceiveCount":"1","SentTimestamp":"1750991540000","SenderId":"AIDA","ApproximateFirstReceiveTimestamp":"1750991541000"},"messageAttributes":{},"md5OfBody":"x","eventSource":"aws:sqs","eventSourceARN":"arn:aws:sqs:ap-northeast-1:123456789012:acme-prismacloud-auditlog.fifo","awsRegion":"ap-northeast-1"},
@@ -13,7 +12,7 @@ const EVENT: &str = r#"{"Records":[
 ]}"#;
 
 fn route(args: &[&str], stdin: &str) -> std::process::Output {
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(binary())
         .arg("route")
         .args(args)
         .stdin(Stdio::piped())
@@ -63,7 +62,7 @@ fn routes_a_lambda_event_in_input_order() {
 
 #[test]
 fn routes_ndjson_from_a_file_with_other_settings() {
-    let dir = std::env::temp_dir().join(crate::support::unique("route"));
+    let dir = std::env::temp_dir().join(kit::unique("route"));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("records.ndjson");
     let records: serde_json::Value = serde_json::from_str(EVENT).unwrap();

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::{audit_log, drain, stderr, summary, unique, Moto};
+use audit_archiver_test_kit::{audit_log, collect_pipe, stderr, summary, unique, Moto};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_mid_run_loses_nothing_and_releases_messages_at_once() {
@@ -40,7 +40,10 @@ async fn sigterm_mid_run_loses_nothing_and_releases_messages_at_once() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let (stdout, stderr_pipe) = (drain(child.stdout.take()), drain(child.stderr.take()));
+    let (stdout, stderr_pipe) = (
+        collect_pipe(child.stdout.take()),
+        collect_pipe(child.stderr.take()),
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     while moto.objects(&bucket).await.len() < 20 {
         assert!(Instant::now() < deadline, "nothing archived within 60 s");

@@ -1,7 +1,7 @@
 //! Invalid settings stop start-up with exit code 2 and a message naming the
 //! setting; nothing is received, so nothing can be lost.
 
-use crate::support::{stderr, unique, Moto};
+use audit_archiver_test_kit::{stderr, unique, Moto};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_settings_exit_2_naming_the_setting() {
@@ -122,7 +122,7 @@ async fn settings_come_from_flags_then_environment_then_file() {
     )
     .unwrap();
     // The environment overrides the file's template; the file supplies the rest.
-    let output = super::support::run_with_limit(
+    let output = audit_archiver_test_kit::run_with_limit(
         {
             let mut command = moto.command(&["run", "--config", file.to_str().unwrap()]);
             command.env(

@@ -18,7 +18,7 @@ use std::time::Duration;
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 
 use crate::runtime_api::{Outcome, RuntimeApi};
-use crate::support::{self, Moto, BIN};
+use audit_archiver_test_kit::{self as kit, binary, Moto};
 
 /// A `bootstrap` process; killed on drop.
 pub struct Function {
@@ -36,9 +36,9 @@ impl Drop for Function {
 /// A directory holding the binary as `bootstrap` (a symlink: argv0 is what
 /// the binary sees).
 pub fn package_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(support::unique("lambda-package"));
+    let dir = std::env::temp_dir().join(kit::unique("lambda-package"));
     std::fs::create_dir_all(&dir).unwrap();
-    std::os::unix::fs::symlink(BIN, dir.join("bootstrap")).unwrap();
+    std::os::unix::fs::symlink(binary(), dir.join("bootstrap")).unwrap();
     dir
 }
 
@@ -78,7 +78,7 @@ impl Function {
             command.env(name, value);
         }
         let mut child = command.spawn().expect("starting bootstrap");
-        let stderr = Some(support::drain(child.stderr.take()));
+        let stderr = Some(kit::collect_pipe(child.stderr.take()));
         Function { child, stderr }
     }
 

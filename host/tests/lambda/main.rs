@@ -4,24 +4,18 @@
 //! real moto server. Events are built from messages really received from
 //! moto, as an event source mapping does (`function.rs`).
 //!
-//!     cargo test --release -p audit-archiver --test lambda
+//!     cargo test --release -p audit-archiver --features end-to-end --test lambda
 
 mod function;
-#[path = "../reliability/proxy.rs"]
-#[allow(dead_code)]
-mod proxy;
 mod runtime_api;
-#[path = "../e2e/support.rs"]
-#[allow(dead_code)]
-mod support;
 
+use audit_archiver_test_kit::{self as kit, audit_log, Moto};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use audit_archiver_transform::alternate_key;
 use function::{archived, ids, package_dir, Function, Mapping};
 use runtime_api::{now_ms, RuntimeApi};
-use support::{audit_log, Moto};
 
 /// A deadline no test reaches.
 const ROOMY: Duration = Duration::from_secs(60);
@@ -29,12 +23,12 @@ const ROOMY: Duration = Duration::from_secs(60);
 /// Routes `event` offline with the same settings (`audit-archiver route`):
 /// message id → key.
 fn keys_of(moto: &Moto, event: &serde_json::Value, args: &[&str]) -> BTreeMap<String, String> {
-    let path = std::env::temp_dir().join(support::unique("event"));
+    let path = std::env::temp_dir().join(kit::unique("event"));
     std::fs::write(&path, event.to_string()).unwrap();
     let mut all = vec!["route", "--event", path.to_str().unwrap()];
     all.extend_from_slice(args);
     let output = moto.run(&all);
-    assert!(output.status.success(), "{}", support::stderr(&output));
+    assert!(output.status.success(), "{}", kit::stderr(&output));
     String::from_utf8(output.stdout)
         .unwrap()
         .lines()
@@ -63,9 +57,9 @@ async fn tenant_queues_standard_and_fifo_are_archived_exactly_once() {
             ("AUDIT_ARCHIVER_TIME_SOURCE", "event"),
         ],
     );
-    let acme = Mapping::new(&moto, &support::unique("acme")).await;
-    let globex = Mapping::new(&moto, &format!("{}.fifo", support::unique("globex"))).await;
-    let initech = Mapping::new(&moto, &support::unique("initech")).await;
+    let acme = Mapping::new(&moto, &kit::unique("acme")).await;
+    let globex = Mapping::new(&moto, &format!("{}.fifo", kit::unique("globex"))).await;
+    let initech = Mapping::new(&moto, &kit::unique("initech")).await;
     // Same second: the `seed` layout gives these the same key.
     let second = 1_750_991_540_000;
     let mut sent = BTreeMap::new();
@@ -153,7 +147,7 @@ async fn records_s3_refuses_are_exactly_the_failures_and_a_fifo_group_stops_at_i
 
     // Standard queue: two records whose key and alternate key both hold other
     // messages' objects (a real S3 state the delivery rules refuse to touch).
-    let acme = Mapping::new(&moto, &support::unique("acme")).await;
+    let acme = Mapping::new(&moto, &kit::unique("acme")).await;
     for n in 0..6 {
         moto.send(&acme.url, &audit_log("a@example.com", 1, n), None)
             .await;
@@ -189,7 +183,7 @@ async fn records_s3_refuses_are_exactly_the_failures_and_a_fifo_group_stops_at_i
     assert_eq!(moto.objects(&bucket).await[&keys[&blocked[0]]].body, "held");
 
     // FIFO: g1 = a1 a2 a3 a4 with a2 blocked; g2 = b1 b2.
-    let globex = Mapping::new(&moto, &format!("{}.fifo", support::unique("globex"))).await;
+    let globex = Mapping::new(&moto, &format!("{}.fifo", kit::unique("globex"))).await;
     for n in 0..4 {
         moto.send(&globex.url, &audit_log("g1@example.com", 1, n), Some("g1"))
             .await;
@@ -272,7 +266,7 @@ async fn records_s3_refuses_are_exactly_the_failures_and_a_fifo_group_stops_at_i
 async fn near_the_deadline_unfinished_records_are_reported_before_it() {
     let moto = Moto::start().await;
     let bucket = moto.bucket().await;
-    let proxy = proxy::Proxy::start(&moto.endpoint, 7, false).await;
+    let proxy = kit::proxy::Proxy::start(&moto.endpoint, 7, false).await;
     let api = RuntimeApi::start().await;
     let _function = Function::start(
         &package_dir(),
@@ -281,7 +275,7 @@ async fn near_the_deadline_unfinished_records_are_reported_before_it() {
         Some(&bucket),
         &[("AUDIT_ARCHIVER_DEADLINE_MARGIN_MS", "2000")],
     );
-    let acme = Mapping::new(&moto, &support::unique("acme")).await;
+    let acme = Mapping::new(&moto, &kit::unique("acme")).await;
     for n in 0..5 {
         moto.send(&acme.url, &audit_log("a@example.com", 1, n), None)
             .await;
@@ -305,9 +299,9 @@ async fn near_the_deadline_unfinished_records_are_reported_before_it() {
 
     // S3 unreachable (connections refused): retried until the margin, then
     // every record is reported, still before the deadline.
-    proxy.set(proxy::Plan {
+    proxy.set(kit::proxy::Plan {
         refuse: true,
-        ..proxy::Plan::default()
+        ..kit::proxy::Plan::default()
     });
     while proxy
         .stats()
@@ -337,7 +331,7 @@ async fn near_the_deadline_unfinished_records_are_reported_before_it() {
     assert!(archived(&moto, &bucket).await.is_empty());
 
     // S3 back: the redelivery stores everything, once.
-    proxy.set(proxy::Plan::default());
+    proxy.set(kit::proxy::Plan::default());
     let outcome = api.invoke(&event, ROOMY).await;
     assert_eq!(outcome.failures(), Vec::<String>::new());
     let stored = archived(&moto, &bucket).await;
@@ -351,15 +345,15 @@ async fn kill_9_mid_invocation_then_redelivery_to_a_new_process_loses_and_duplic
     let bucket = moto.bucket().await;
     // Every S3 request takes 300 ms, so a FIFO group of 8 (stored in order)
     // is mid-way for over a second.
-    let proxy = proxy::Proxy::start(&moto.endpoint, 9, false).await;
-    proxy.set(proxy::Plan {
+    let proxy = kit::proxy::Proxy::start(&moto.endpoint, 9, false).await;
+    proxy.set(kit::proxy::Plan {
         latency: Duration::from_millis(300),
-        ..proxy::Plan::default()
+        ..kit::proxy::Plan::default()
     });
     let api = RuntimeApi::start().await;
     let dir = package_dir();
     let function = Function::start(&dir, &api, &proxy.url, Some(&bucket), &[]);
-    let globex = Mapping::new(&moto, &format!("{}.fifo", support::unique("globex"))).await;
+    let globex = Mapping::new(&moto, &format!("{}.fifo", kit::unique("globex"))).await;
     let mut sent = BTreeMap::new();
     for n in 0..8 {
         let body = audit_log("k@example.com", 1, n);
@@ -414,7 +408,7 @@ async fn invalid_settings_are_reported_to_init_error_naming_the_variable() {
         b"audit-archiver precompiled component\nrouter-0000\n\0asm",
     )
     .unwrap();
-    let missing_bucket = support::unique("missing");
+    let missing_bucket = kit::unique("missing");
     /// The bucket setting, other settings, the variable the error must name.
     type Case<'a> = (Option<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
     let cases: Vec<Case> = vec![
@@ -472,11 +466,11 @@ async fn a_precompiled_package_starts_without_compiling_and_archives() {
     let dir = package_dir();
     let artifact = dir.join("router.cwasm");
     let output = moto.run(&["lambda", "--precompile-to", artifact.to_str().unwrap()]);
-    assert!(output.status.success(), "{}", support::stderr(&output));
+    assert!(output.status.success(), "{}", kit::stderr(&output));
     // `router.cwasm` in LAMBDA_TASK_ROOT is found without any setting.
     let api = RuntimeApi::start().await;
     let function = Function::start(&dir, &api, &moto.endpoint, Some(&bucket), &[]);
-    let acme = Mapping::new(&moto, &support::unique("acme")).await;
+    let acme = Mapping::new(&moto, &kit::unique("acme")).await;
     moto.send(&acme.url, &audit_log("p@example.com", 1, 0), None)
         .await;
     let messages = acme.receive_all(&moto, 1, 30).await;
@@ -521,10 +515,11 @@ async fn a_precompiled_package_starts_without_compiling_and_archives() {
 #[test]
 fn the_packaged_binary_needs_no_glibc_newer_than_al2023s() {
     let output = std::process::Command::new("objdump")
-        .args(["-T", support::BIN])
+        .arg("-T")
+        .arg(kit::binary())
         .output()
         .expect("objdump (binutils) is installed by scripts/setup.sh");
-    assert!(output.status.success(), "{}", support::stderr(&output));
+    assert!(output.status.success(), "{}", kit::stderr(&output));
     let table = String::from_utf8_lossy(&output.stdout);
     let mut versions: Vec<Vec<u32>> = table
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))

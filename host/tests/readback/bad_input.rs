@@ -1,7 +1,7 @@
 //! Bad input to the read commands: exit 2, naming the flag.
 
-use crate::common::{archive, bucket, code};
-use crate::support::{audit_log, stderr, Moto};
+use crate::common::{archive, bucket};
+use audit_archiver_test_kit::{audit_log, exit_code, stderr, Moto};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_exits_2_naming_the_flag() {
@@ -102,7 +102,7 @@ async fn bad_input_exits_2_naming_the_flag() {
     for (args, flag) in cases {
         let output = moto.run(&args);
         let err = stderr(&output);
-        assert_eq!(code(&output), 2, "{args:?}: {err}");
+        assert_eq!(exit_code(&output), 2, "{args:?}: {err}");
         assert!(err.contains(flag), "{args:?} should name {flag}: {err}");
         assert!(output.stdout.is_empty(), "{args:?}");
     }

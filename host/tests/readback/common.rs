@@ -1,13 +1,11 @@
 //! Building an archive the way production does: messages on real queues,
 //! drained by the real binary into a real (moto) bucket.
 
-use std::process::Output;
-
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ChecksumAlgorithm;
 use sha2::{Digest, Sha256};
 
-use crate::support::{stderr, unique, Moto, StoredObject};
+use audit_archiver_test_kit::{stderr, unique, Moto, StoredObject};
 
 /// 2025-06-27T02:32:20.913Z = 2025-06-27 11:32:20.913 JST.
 pub const T: u64 = 1_750_991_540_913;
@@ -47,21 +45,10 @@ impl Record {
 
 /// A bucket, optionally versioned or with Object Lock.
 pub async fn bucket(moto: &Moto, versioned: bool, object_lock: bool) -> String {
-    if object_lock {
-        let name = unique("locked");
-        moto.s3
-            .create_bucket()
-            .bucket(&name)
-            .object_lock_enabled_for_bucket(true)
-            .send()
-            .await
-            .expect("create bucket with Object Lock");
-        return name;
-    }
-    if versioned {
-        moto.versioned_bucket().await
-    } else {
-        moto.bucket().await
+    match (object_lock, versioned) {
+        (true, _) => moto.locked_bucket().await,
+        (false, true) => moto.versioned_bucket().await,
+        (false, false) => moto.bucket().await,
     }
 }
 
@@ -126,20 +113,4 @@ pub async fn put_raw(
         request = request.metadata(name, value);
     }
     request.send().await.expect("put object");
-}
-
-/// Runs a read command and parses its stdout as one JSON document.
-pub fn json(output: &Output) -> serde_json::Value {
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not one JSON document ({e}):\n{}\nstderr:\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            stderr(output)
-        )
-    })
-}
-
-/// The exit code.
-pub fn code(output: &Output) -> i32 {
-    output.status.code().expect("exited, not killed")
 }

@@ -5,11 +5,13 @@
 //! moto 5.2.5 authorises a bucket HEAD as `s3:HeadBucket` (AWS: `s3:ListBucket`);
 //! the test policy adds that alias and nothing else.
 
+use audit_archiver_test_kit::{
+    self as kit, audit_log, exit_code, repo_root, stderr, stdout_json, Moto,
+};
 use aws_sdk_s3::primitives::ByteStream;
 use serde_json::{json, Value};
 
-use crate::common::{archive, bucket, code, json, put_raw, DAY, T};
-use crate::support::{audit_log, repo_root, stderr, Moto};
+use crate::common::{archive, bucket, put_raw, DAY, T};
 
 /// The JSON block after `<!-- auditor-iam-policy -->`, for `bucket`.
 fn readme_auditor_policy(bucket: &str) -> Value {
@@ -74,7 +76,7 @@ async fn the_readme_auditor_policy_reads_everything_and_writes_nothing() {
         command
             .env("AWS_ACCESS_KEY_ID", &keys.0)
             .env("AWS_SECRET_ACCESS_KEY", &keys.1);
-        crate::support::run_with_limit(command, std::time::Duration::from_secs(120))
+        kit::run_with_limit(command, std::time::Duration::from_secs(120))
     };
 
     moto.enforce_iam(true).await;
@@ -84,7 +86,7 @@ async fn the_readme_auditor_policy_reads_everything_and_writes_nothing() {
         command
             .env("AWS_ACCESS_KEY_ID", &lesser_keys.0)
             .env("AWS_SECRET_ACCESS_KEY", &lesser_keys.1);
-        crate::support::run_with_limit(command, std::time::Duration::from_secs(120))
+        kit::run_with_limit(command, std::time::Duration::from_secs(120))
     };
     let query = as_auditor(&[
         "query",
@@ -126,8 +128,8 @@ async fn the_readme_auditor_policy_reads_everything_and_writes_nothing() {
         .await;
     moto.enforce_iam(false).await;
 
-    assert_eq!(code(&verify), 1, "{}", stderr(&verify));
-    let report = json(&verify);
+    assert_eq!(exit_code(&verify), 1, "{}", stderr(&verify));
+    let report = stdout_json(&verify);
     assert_eq!(report["objects"], 2, "{report:#}");
     assert_eq!(
         report["object_lock"], false,
@@ -142,13 +144,13 @@ async fn the_readme_auditor_policy_reads_everything_and_writes_nothing() {
         report["findings"],
         json!([{"key": overwritten, "kinds": ["overwritten"], "detail": "2 versions: written more than once"}])
     );
-    assert_eq!(code(&refused), 2, "{}", stderr(&refused));
+    assert_eq!(exit_code(&refused), 2, "{}", stderr(&refused));
     assert!(
         stderr(&refused).contains("it needs s3:ListBucketVersions"),
         "names the missing permission: {}",
         stderr(&refused)
     );
-    assert_eq!(code(&query), 0, "{}", stderr(&query));
+    assert_eq!(exit_code(&query), 0, "{}", stderr(&query));
     assert_eq!(String::from_utf8_lossy(&query.stdout).lines().count(), 2);
     for (what, refused) in [
         (

@@ -8,7 +8,4 @@ mod bad_input;
 mod common;
 mod least_privilege;
 mod query;
-#[path = "../e2e/support.rs"]
-#[allow(dead_code)]
-mod support;
 mod verify;

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::common::{archive, bucket, code, Record, DAY, HOUR, T};
-use crate::support::{stderr, Moto, StoredObject};
+use crate::common::{archive, bucket, Record, DAY, HOUR, T};
+use audit_archiver_test_kit::{exit_code, stderr, Moto, StoredObject};
 
 fn record(
     timestamp: u64,
@@ -119,7 +119,7 @@ fn query(moto: &Moto, bucket: &str, extra: &[&str]) -> Vec<serde_json::Value> {
     ];
     args.extend_from_slice(extra);
     let output = moto.run(&args);
-    assert_eq!(code(&output), 0, "{extra:?}: {}", stderr(&output));
+    assert_eq!(exit_code(&output), 0, "{extra:?}: {}", stderr(&output));
     String::from_utf8(output.stdout)
         .unwrap()
         .lines()
@@ -258,7 +258,7 @@ async fn each_filter_returns_exactly_the_matching_records_in_time_order() {
         "--to",
         "2025-06-27",
     ]);
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
     let users: Vec<String> = String::from_utf8(output.stdout)
         .unwrap()
         .lines()
@@ -288,7 +288,7 @@ async fn each_filter_returns_exactly_the_matching_records_in_time_order() {
             "--resource-type",
             "Policy",
         ]);
-        assert_eq!(code(&output), 0, "{}", stderr(&output));
+        assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
         let text = String::from_utf8(output.stdout).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), header + 3, "{format}:\n{text}");
@@ -342,7 +342,7 @@ async fn a_body_that_is_not_json_is_reported_with_its_key() {
     let output = moto.run(&[
         "query", "--bucket", &bucket, "--tenant", "acme", "--from", &from, "--to", &to,
     ]);
-    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    assert_eq!(exit_code(&output), 1, "{}", stderr(&output));
     let err = stderr(&output);
     assert!(
         err.contains(bad_key.as_str()) && err.contains("not JSON"),

@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::common::{archive, bucket, code, json, put_raw, Record, DAY, HOUR, T};
-use crate::support::{audit_log, stderr, Moto, StoredObject};
+use crate::common::{archive, bucket, put_raw, Record, DAY, HOUR, T};
+use audit_archiver_test_kit::{audit_log, exit_code, stderr, stdout_json, Moto, StoredObject};
 
 /// Tenant `acme`: 3 logs on 06-27, none on 06-28, 2 on 06-29; `beta`: 2 on
 /// 06-27; and one body that is not JSON, which `--time-source event`
@@ -87,8 +87,8 @@ async fn a_drained_archive_verifies_clean_with_its_count_per_day() {
         "--format",
         "json",
     ]);
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
-    let report = json(&output);
+    assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
+    let report = stdout_json(&output);
     assert_eq!(report["findings"], serde_json::json!([]), "{report:#}");
     assert_eq!(report["versioned"], true);
     assert_eq!(report["object_lock"], false);
@@ -125,7 +125,7 @@ async fn a_drained_archive_verifies_clean_with_its_count_per_day() {
         "--to",
         "2025-06-29",
     ]);
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
     let table = String::from_utf8(output.stdout).unwrap();
     assert!(
         table
@@ -141,8 +141,8 @@ async fn a_drained_archive_verifies_clean_with_its_count_per_day() {
     // No range: the whole of each tenant; empty days only between its first
     // and last object. One tenant only: the other is not read.
     let output = moto.run(&["verify", "--bucket", &bucket, "--format", "json"]);
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
-    let report = json(&output);
+    assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
+    let report = stdout_json(&output);
     assert_eq!(days(&report).len(), 3);
     assert_eq!(
         empty_days(&report),
@@ -161,8 +161,8 @@ async fn a_drained_archive_verifies_clean_with_its_count_per_day() {
     let output = moto.run(&[
         "verify", "--bucket", &bucket, "--tenant", "beta", "--format", "json",
     ]);
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
-    let report = json(&output);
+    assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
+    let report = stdout_json(&output);
     assert_eq!(
         days(&report),
         BTreeMap::from([(pair("beta", "2025-06-27"), 2)])
@@ -187,9 +187,9 @@ async fn a_drained_archive_verifies_clean_with_its_count_per_day() {
         "--format",
         "json",
     ]);
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
     assert_eq!(
-        days(&json(&output)),
+        days(&stdout_json(&output)),
         BTreeMap::from([(pair("acme", "2025-06-27"), 2)])
     );
 }
@@ -314,8 +314,8 @@ async fn each_tampering_is_reported_once_by_key() {
         "--format",
         "json",
     ]);
-    assert_eq!(code(&output), 1, "{}", stderr(&output));
-    let report = json(&output);
+    assert_eq!(exit_code(&output), 1, "{}", stderr(&output));
+    let report = stdout_json(&output);
     let findings = report["findings"].as_array().unwrap();
     let found: BTreeMap<String, String> = findings
         .iter()
@@ -350,7 +350,7 @@ async fn each_tampering_is_reported_once_by_key() {
         "--to",
         "2025-06-29",
     ]);
-    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    assert_eq!(exit_code(&output), 1, "{}", stderr(&output));
     let table = String::from_utf8(output.stdout).unwrap();
     for key in expected.keys() {
         assert_eq!(table.matches(key.as_str()).count(), 1, "{key} in\n{table}");
@@ -397,8 +397,8 @@ async fn with_object_lock_every_object_needs_a_retention() {
         "json",
     ];
     let output = moto.run(&args);
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
-    let report = json(&output);
+    assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
+    let report = stdout_json(&output);
     assert_eq!(report["object_lock"], true);
     assert_eq!(report["objects"], 1);
 
@@ -417,8 +417,8 @@ async fn with_object_lock_every_object_needs_a_retention() {
     )
     .await;
     let output = moto.run(&args);
-    assert_eq!(code(&output), 1, "{}", stderr(&output));
-    let report = json(&output);
+    assert_eq!(exit_code(&output), 1, "{}", stderr(&output));
+    let report = stdout_json(&output);
     assert_eq!(
         report["findings"],
         serde_json::json!([{

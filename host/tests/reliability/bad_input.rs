@@ -6,8 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::common::{self, audit, err, Sent};
-use crate::support::{self, Moto};
+use audit_archiver_test_kit::{self as kit, audit, stderr, Moto, Sent};
 
 /// What must become of a message.
 #[derive(Debug, Clone)]
@@ -20,12 +19,12 @@ enum Expect {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_is_stored_quarantined_or_refused_never_lost() {
-    let _serial = common::serial().await;
+    let _serial = kit::serial().await;
     let name = "bad-input";
     let moto = Moto::start().await;
     let bucket = moto.versioned_bucket().await;
-    let acme = common::queue(&moto, "acme", false).await;
-    let acme_fifo = common::queue(&moto, "acme", true).await;
+    let acme = moto.tenant_queue("acme", false).await;
+    let acme_fifo = moto.tenant_queue("acme", true).await;
     // A name starting with `-` has no tenant; a 64-byte tenant is too long.
     let no_tenant = moto.queue("-no-tenant").await;
     let long_tenant = moto.queue(&format!("{}-q", "t".repeat(64))).await;
@@ -104,18 +103,20 @@ async fn bad_input_is_stored_quarantined_or_refused_never_lost() {
     for (fifo, queue) in [(false, &acme), (true, &acme_fifo)] {
         for (what, body, expect) in &cases {
             let before: Vec<String> = sent.keys().cloned().collect();
-            common::send_bodies(&moto, queue, std::slice::from_ref(body), fifo, &mut sent).await;
+            moto.send_bodies(queue, std::slice::from_ref(body), fifo, &mut sent)
+                .await;
             let id = sent.keys().find(|k| !before.contains(k)).unwrap().clone();
             expected.insert(id, (format!("{what} (fifo={fifo})"), expect.clone()));
         }
     }
-    let valid = support::audit_log("alice@example.com", ts, 1);
+    let valid = kit::audit_log("alice@example.com", ts, 1);
     for (what, queue) in [
         ("queue with no tenant", &no_tenant),
         ("64-byte tenant", &long_tenant),
     ] {
         let before: Vec<String> = sent.keys().cloned().collect();
-        common::send_bodies(&moto, queue, std::slice::from_ref(&valid), false, &mut sent).await;
+        moto.send_bodies(queue, std::slice::from_ref(&valid), false, &mut sent)
+            .await;
         let id = sent.keys().find(|k| !before.contains(k)).unwrap().clone();
         expected.insert(
             id,
@@ -141,7 +142,7 @@ async fn bad_input_is_stored_quarantined_or_refused_never_lost() {
         "--stats-interval-secs",
         "0",
     ]);
-    assert!(output.status.success(), "{}", err(&output));
+    assert!(output.status.success(), "{}", stderr(&output));
     let objects = moto.objects(&bucket).await;
     let (mut stored, mut quarantined) = (0, 0);
     for (id, (what, expect)) in &expected {
@@ -173,7 +174,7 @@ async fn bad_input_is_stored_quarantined_or_refused_never_lost() {
                     "{what}: reason {reason:?} is none of {cases:?}"
                 );
                 assert!(
-                    err(&output).contains(id.as_str()),
+                    stderr(&output).contains(id.as_str()),
                     "{what}: the log names message {id}"
                 );
                 quarantined += 1;
@@ -318,13 +319,13 @@ async fn bad_input_is_stored_quarantined_or_refused_never_lost() {
             Some("invalid-record"),
         ),
     ];
-    let dir = std::env::temp_dir().join(support::unique("bad-input"));
+    let dir = std::env::temp_dir().join(kit::unique("bad-input"));
     std::fs::create_dir_all(&dir).unwrap();
     let event = dir.join("event.json");
     let lines: Vec<&str> = route_cases.iter().map(|(_, r, _)| r.as_str()).collect();
     std::fs::write(&event, format!("{{\"Records\":[{}]}}", lines.join(","))).unwrap();
     let output = moto.run(&["route", "--event", event.to_str().unwrap()]);
-    assert!(output.status.success(), "{}", err(&output));
+    assert!(output.status.success(), "{}", stderr(&output));
     let out = String::from_utf8_lossy(&output.stdout).into_owned();
     let results: Vec<serde_json::Value> = out
         .lines()
@@ -352,7 +353,7 @@ async fn bad_input_is_stored_quarantined_or_refused_never_lost() {
     }
 
     // Bad settings: refused at start-up, exit 2, naming the flag; nothing consumed.
-    let probe = common::queue(&moto, "acme", false).await;
+    let probe = moto.tenant_queue("acme", false).await;
     moto.send(&probe, &valid, None).await;
     let bad_settings: Vec<(Vec<&str>, &str)> = vec![
         (
@@ -391,11 +392,16 @@ async fn bad_input_is_stored_quarantined_or_refused_never_lost() {
         let mut args = vec!["run", "--drain", "--bucket", &bucket, "--queue", &probe];
         args.extend(extra.iter().copied());
         let output = moto.run(&args);
-        assert_eq!(output.status.code(), Some(2), "{extra:?}: {}", err(&output));
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{extra:?}: {}",
+            stderr(&output)
+        );
         assert!(
-            err(&output).contains(flag),
+            stderr(&output).contains(flag),
             "{extra:?} must name {flag}: {}",
-            err(&output)
+            stderr(&output)
         );
     }
     assert_eq!(moto.depth(&probe).await, 1, "bad settings consumed nothing");

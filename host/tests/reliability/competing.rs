@@ -3,20 +3,21 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{self, audit, counter, err, run_args, summary_of, Host};
-use crate::support::Moto;
+use audit_archiver_test_kit::{
+    self as kit, audit, counter, daemon_args, stderr, summary_of, Host, Moto,
+};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_hosts_draining_the_same_queues_neither_lose_nor_duplicate() {
-    let _serial = common::serial().await;
+    let _serial = kit::serial().await;
     let name = "three-hosts";
-    let scale = common::scale();
+    let scale = kit::scale();
     let moto = Moto::start().await;
-    let (bucket, queues, sent) = common::two_tenant_backlog(&moto, 150 * scale).await;
+    let (bucket, queues, sent) = kit::two_tenant_backlog(&moto, 150 * scale).await;
     let total = sent.len();
     // The seed layout: same-second logs share a key, so competing hosts also
     // race for names (resolved by If-None-Match and the alternate key).
-    let args = run_args(
+    let args = daemon_args(
         &bucket,
         &queues,
         &moto.endpoint,
@@ -39,8 +40,8 @@ async fn three_hosts_draining_the_same_queues_neither_lose_nor_duplicate() {
     for (i, host) in hosts.into_iter().enumerate() {
         let output = host
             .wait(Duration::from_secs(180))
-            .unwrap_or_else(|o| panic!("host {i} did not finish: {}", err(&o)));
-        assert!(output.status.success(), "host {i}: {}", err(&output));
+            .unwrap_or_else(|o| panic!("host {i} did not finish: {}", stderr(&o)));
+        assert!(output.status.success(), "host {i}: {}", stderr(&output));
         let summary = summary_of(&output);
         stored.push(counter(&summary, "stored"));
         already += counter(&summary, "already_present");

@@ -1,56 +1,20 @@
 //! Scenario 6: hostile components (built from `tests/fixtures/hostile-router`,
-//! one cargo feature per behaviour). Each is contained: refused at start-up
-//! (exit 2, naming --component), or the hostile messages are kept in SQS (a
-//! trap or a broken limit) or quarantined (an unsafe placement), with the
-//! reason logged, while the well-behaved queue is archived.
+//! the one fixture for every refusal, one cargo feature per behaviour). Each
+//! is contained: refused at start-up (exit 2, naming --component), or the
+//! hostile messages are kept in SQS (a trap or a broken limit) or quarantined
+//! (an unsafe placement), with the reason logged, while the well-behaved queue
+//! is archived.
 
 use std::path::PathBuf;
-use std::process::Command;
-use std::sync::Mutex;
 
-use crate::common::{self, err, Sent};
-use crate::support::{repo_root, Moto};
+use audit_archiver::engine::ROUTER_INTERFACE;
 
-/// Builds one variant of the fixture (cached) and returns its `.wasm`.
+use audit_archiver_test_kit::{self as kit, repo_root, stderr, Moto, Sent};
+
+/// Builds one variant of the fixture and returns its `.wasm`.
 fn fixture(variant: &str) -> PathBuf {
-    static BUILD: Mutex<()> = Mutex::new(());
-    let _one_at_a_time = BUILD.lock().unwrap_or_else(|p| p.into_inner());
-    let root = repo_root();
-    let out = root.join("target/fixtures").join(format!("{variant}.wasm"));
-    let target_dir = root.join("target/fixtures/hostile-router");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = Command::new(cargo);
-    command
-        .current_dir(&root)
-        .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2"])
-        .args([
-            "--manifest-path",
-            "tests/fixtures/hostile-router/Cargo.toml",
-        ])
-        .args(["--features", variant])
-        .arg("--target-dir")
-        .arg(&target_dir);
-    for var in [
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTFLAGS",
-        "CARGO_BUILD_TARGET",
-        "CARGO_TARGET_DIR",
-    ] {
-        command.env_remove(var);
-    }
-    let status = command
-        .status()
-        .expect("cargo build of the hostile fixture");
-    assert!(
-        status.success(),
-        "building hostile-router --features {variant}"
-    );
-    std::fs::copy(
-        target_dir.join("wasm32-wasip2/release/hostile_router.wasm"),
-        &out,
-    )
-    .unwrap();
-    out
+    audit_archiver_guest_build::hostile_router(&repo_root(), variant)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// What the host must do with a variant.
@@ -65,7 +29,7 @@ enum Contained {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_components_are_contained() {
-    let _serial = common::serial().await;
+    let _serial = kit::serial().await;
     let name = "hostile";
     let moto = Moto::start().await;
     let variants: Vec<(&str, Contained)> = vec![
@@ -90,7 +54,11 @@ async fn hostile_components_are_contained() {
         ),
         (
             "wrong-world",
-            Contained::Refused(&["--component", "does not implement", "router@1.0.0"]),
+            Contained::Refused(&["--component", "does not implement", ROUTER_INTERFACE]),
+        ),
+        (
+            "imports-function",
+            Contained::Refused(&["--component", "imports [\"log\"]", "must import nothing"]),
         ),
         (
             "settings-loop",
@@ -101,14 +69,12 @@ async fn hostile_components_are_contained() {
     for (variant, contained) in &variants {
         let wasm = fixture(variant);
         let bucket = moto.versioned_bucket().await;
-        let good = common::queue(&moto, "acme", false).await;
-        let evil = moto
-            .queue(&format!("acme-evil-{}", crate::support::unique("q")))
-            .await;
+        let good = moto.tenant_queue("acme", false).await;
+        let evil = moto.queue(&format!("acme-evil-{}", kit::unique("q"))).await;
         let mut good_sent = Sent::new();
         let mut evil_sent = Sent::new();
-        common::send_logs(&moto, &good, good_n, &mut good_sent).await;
-        common::send_logs(&moto, &evil, evil_n, &mut evil_sent).await;
+        moto.send_logs(&good, good_n, &mut good_sent).await;
+        moto.send_logs(&evil, evil_n, &mut evil_sent).await;
         let started = std::time::Instant::now();
         let output = moto.run(&[
             "run",
@@ -131,7 +97,7 @@ async fn hostile_components_are_contained() {
             "0",
         ]);
         let elapsed = started.elapsed();
-        let log = err(&output);
+        let log = stderr(&output);
         let objects = moto.objects(&bucket).await;
         let evil_depth = moto.depth(&evil).await;
         match contained {

@@ -4,27 +4,28 @@
 
 use std::time::Duration;
 
-use crate::common::{self, audit, counter, err, run_args, summary_of, Host, Rng};
-use crate::proxy::{Plan, Proxy};
-use crate::support::Moto;
+use audit_archiver_test_kit::proxy::{Plan, Proxy};
+use audit_archiver_test_kit::{
+    self as kit, audit, counter, daemon_args, stderr, summary_of, Host, Moto, Rng,
+};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
-    let _serial = common::serial().await;
+    let _serial = kit::serial().await;
     let name = "kill-9";
-    let scale = common::scale();
+    let scale = kit::scale();
     let mut rng = Rng::new(name);
     let moto = Moto::start().await;
     // Some latency stretches the drain over several seconds, so the kills
     // land mid-flight (receives, PUTs and deletes all in progress).
-    let proxy = Proxy::start(&moto.endpoint, rng.next(), false).await;
+    let proxy = Proxy::start(&moto.endpoint, rng.next_u64(), false).await;
     proxy.set(Plan {
         latency: Duration::from_millis(15),
         ..Plan::default()
     });
-    let (bucket, queues, sent) = common::two_tenant_backlog(&moto, 150 * scale).await;
+    let (bucket, queues, sent) = kit::two_tenant_backlog(&moto, 150 * scale).await;
     let total = sent.len();
-    let args = run_args(
+    let args = daemon_args(
         &bucket,
         &queues,
         &proxy.url,
@@ -48,16 +49,16 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
         let host = Host::spawn(moto.command(&args.iter().map(String::as_str).collect::<Vec<_>>()));
         let started = std::time::Instant::now();
         let target = step * (round + 1) + rng.range(0, (step / 2).max(1) as u64) as usize;
-        common::wait_for_objects(&moto, &bucket, target).await;
+        kit::wait_for_objects(&moto, &bucket, target).await;
         tokio::time::sleep(Duration::from_millis(rng.range(0, 300))).await;
         let delay = started.elapsed();
         let output = host.kill9();
         assert!(
             output.status.code().is_none(),
             "round {round}: the host ended before the kill: {}",
-            err(&output)
+            stderr(&output)
         );
-        let stored = common::object_count(&moto, &bucket).await;
+        let stored = moto.object_count(&bucket).await;
         println!(
             "[{name}] kill {} after {delay:?}: {stored}/{total} objects",
             round + 1
@@ -71,12 +72,12 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     // A last host, left to finish; messages hidden by the killed hosts come
     // back after their 10 s visibility timeout.
     let host = Host::spawn(moto.command(&args.iter().map(String::as_str).collect::<Vec<_>>()));
-    common::wait_settled(&moto, &bucket, &queues, total, Duration::from_secs(180)).await;
+    kit::wait_settled(&moto, &bucket, &queues, total, Duration::from_secs(180)).await;
     host.term();
     let output = host
         .wait(Duration::from_secs(60))
         .expect("exit after SIGTERM");
-    assert!(output.status.success(), "{}", err(&output));
+    assert!(output.status.success(), "{}", stderr(&output));
     let last = summary_of(&output);
     let result = audit(&moto, &bucket, &sent, &queues).await;
     println!(

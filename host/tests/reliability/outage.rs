@@ -5,25 +5,26 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::common::{self, audit, counter, err, run_args, summary_of, Host, Rng};
-use crate::proxy::{Plan, Proxy, S3Mode};
-use crate::support::Moto;
+use audit_archiver_test_kit::proxy::{Plan, Proxy, S3Mode};
+use audit_archiver_test_kit::{
+    self as kit, audit, counter, daemon_args, stderr, summary_of, Host, Moto, Rng,
+};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn s3_outage_deletes_nothing_and_everything_is_stored_after_recovery() {
-    let _serial = common::serial().await;
+    let _serial = kit::serial().await;
     let name = "s3-outage";
-    let scale = common::scale();
+    let scale = kit::scale();
     let mut rng = Rng::new(name);
     let moto = Moto::start().await;
-    let proxy = Proxy::start(&moto.endpoint, rng.next(), false).await;
+    let proxy = Proxy::start(&moto.endpoint, rng.next_u64(), false).await;
     proxy.set(Plan {
         latency: Duration::from_millis(10),
         ..Plan::default()
     });
-    let (bucket, queues, sent) = common::two_tenant_backlog(&moto, 100 * scale).await;
+    let (bucket, queues, sent) = kit::two_tenant_backlog(&moto, 100 * scale).await;
     let total = sent.len();
-    let args = run_args(
+    let args = daemon_args(
         &bucket,
         &queues,
         &proxy.url,
@@ -37,8 +38,8 @@ async fn s3_outage_deletes_nothing_and_everything_is_stored_after_recovery() {
         ],
     );
     let mut host = Host::spawn(moto.command(&args.iter().map(String::as_str).collect::<Vec<_>>()));
-    common::wait_for("a first part archived", Duration::from_secs(60), || async {
-        common::object_count(&moto, &bucket).await >= total / 5
+    kit::wait_for("a first part archived", Duration::from_secs(60), || async {
+        moto.object_count(&bucket).await >= total / 5
     })
     .await;
 
@@ -51,8 +52,8 @@ async fn s3_outage_deletes_nothing_and_everything_is_stored_after_recovery() {
     let outage_started = std::time::Instant::now();
     // Work already past S3 (a PUT answered just before) may still delete.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let depth_before = common::total_depth(&moto, &queues).await;
-    let objects_before = common::object_count(&moto, &bucket).await;
+    let depth_before = moto.total_depth(&queues).await;
+    let objects_before = moto.object_count(&bucket).await;
     let deletes_before = proxy.stats().sqs_deletes_forwarded.load(Ordering::Relaxed);
     tokio::time::sleep(phase - Duration::from_millis(1500)).await;
     for mode in [S3Mode::Drop, S3Mode::Stall] {
@@ -67,7 +68,7 @@ async fn s3_outage_deletes_nothing_and_everything_is_stored_after_recovery() {
         let before = counter.load(Ordering::Relaxed);
         tokio::time::sleep(phase).await;
         // The host backs off between retries: hold the mode until it was hit.
-        common::wait_for(
+        kit::wait_for(
             &format!("an S3 request during {mode:?}"),
             Duration::from_secs(40),
             || async { counter.load(Ordering::Relaxed) > before },
@@ -85,8 +86,8 @@ async fn s3_outage_deletes_nothing_and_everything_is_stored_after_recovery() {
     let outage = outage_started.elapsed();
     let deletes_during =
         proxy.stats().sqs_deletes_forwarded.load(Ordering::Relaxed) - deletes_before;
-    let depth_after = common::total_depth(&moto, &queues).await;
-    let objects_after = common::object_count(&moto, &bucket).await;
+    let depth_after = moto.total_depth(&queues).await;
+    let objects_after = moto.object_count(&bucket).await;
     println!(
         "[{name}] during the outage: depth {depth_before} -> {depth_after}, objects {objects_before} -> \
          {objects_after}, DeleteMessage calls forwarded: {deletes_during}"
@@ -108,19 +109,19 @@ async fn s3_outage_deletes_nothing_and_everything_is_stored_after_recovery() {
     });
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(host.running(), "the host must ride out a refused endpoint");
-    assert_eq!(common::total_depth(&moto, &queues).await, depth_before);
+    assert_eq!(moto.total_depth(&queues).await, depth_before);
 
     // Recovery.
     proxy.set(Plan::default());
     let recovered = std::time::Instant::now();
-    common::wait_settled(&moto, &bucket, &queues, total, Duration::from_secs(180)).await;
+    kit::wait_settled(&moto, &bucket, &queues, total, Duration::from_secs(180)).await;
     let recovery = recovered.elapsed();
     assert!(host.running(), "the host keeps running after recovery");
     host.term();
     let output = host
         .wait(Duration::from_secs(60))
         .expect("exit after SIGTERM");
-    assert!(output.status.success(), "{}", err(&output));
+    assert!(output.status.success(), "{}", stderr(&output));
     let summary = summary_of(&output);
     let result = audit(&moto, &bucket, &sent, &queues).await;
     println!(

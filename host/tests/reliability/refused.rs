@@ -18,9 +18,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::common::{self, audit, counter, err, summary_of, Host, Rng, Sent};
-use crate::proxy::{Plan, Proxy};
-use crate::support::{repo_root, Moto};
+use audit_archiver_test_kit::proxy::{Plan, Proxy};
+use audit_archiver_test_kit::{
+    self as kit, audit, counter, repo_root, stderr, summary_of, Host, Moto, Rng, Sent,
+};
 
 const ACCOUNT: &str = "123456789012";
 const REGION: &str = "us-east-1";
@@ -111,7 +112,7 @@ fn as_user(moto: &Moto, keys: &(String, String), args: &[&str]) -> std::process:
 async fn one_group(moto: &Moto, queue: &str, n: usize, sent: &mut Sent) {
     let bodies: Vec<String> = (0..n)
         .map(|i| {
-            crate::support::audit_log(
+            kit::audit_log(
                 "alice@example.com",
                 1_750_991_540_913 + sent.len() as u64 + i as u64,
                 sent.len() + i,
@@ -126,7 +127,7 @@ async fn one_group(moto: &Moto, queue: &str, n: usize, sent: &mut Sent) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_readme_policy_suffices_under_iam_enforcement() {
-    let _serial = common::serial().await;
+    let _serial = kit::serial().await;
     let name = "least-privilege";
     let moto = Moto::start().await;
     let bucket = moto.versioned_bucket().await;
@@ -136,14 +137,14 @@ async fn the_readme_policy_suffices_under_iam_enforcement() {
     ];
     let mut sent = Sent::new();
     for q in &queues {
-        common::send_logs(&moto, q, 30, &mut sent).await;
+        moto.send_logs(q, 30, &mut sent).await;
     }
     let keys = moto.iam_user(
         "host",
         &with_moto_aliases(readme_policy(&bucket, &[]), &bucket),
     );
     moto.enforce_iam(true).await;
-    let output = crate::support::run_with_limit(
+    let output = kit::run_with_limit(
         as_user(
             &moto,
             &keys,
@@ -154,7 +155,7 @@ async fn the_readme_policy_suffices_under_iam_enforcement() {
         Duration::from_secs(120),
     );
     moto.enforce_iam(false).await;
-    assert!(output.status.success(), "{}", err(&output));
+    assert!(output.status.success(), "{}", stderr(&output));
     let audit = audit(&moto, &bucket, &sent, &queues).await;
     audit.assert_perfect(name);
     println!(
@@ -166,7 +167,7 @@ async fn the_readme_policy_suffices_under_iam_enforcement() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refused_delete_fails_the_drain_names_the_permission_and_loses_nothing() {
-    let _serial = common::serial().await;
+    let _serial = kit::serial().await;
     let name = "delete-refused";
     let moto = Moto::start().await;
     let bucket = moto.versioned_bucket().await;
@@ -177,7 +178,7 @@ async fn a_refused_delete_fails_the_drain_names_the_permission_and_loses_nothing
     let keys = moto.iam_user("no-delete", &policy);
 
     moto.enforce_iam(true).await;
-    let output = crate::support::run_with_limit(
+    let output = kit::run_with_limit(
         as_user(
             &moto,
             &keys,
@@ -186,7 +187,7 @@ async fn a_refused_delete_fails_the_drain_names_the_permission_and_loses_nothing
         Duration::from_secs(120),
     );
     moto.enforce_iam(false).await;
-    let log = err(&output);
+    let log = stderr(&output);
     assert_eq!(output.status.code(), Some(1), "{log}");
     let permission = format!(
         "sqs:DeleteMessage on arn:aws:sqs:{REGION}:{ACCOUNT}:acme-prismacloud-auditlog.fifo"
@@ -220,7 +221,7 @@ async fn a_refused_delete_fails_the_drain_names_the_permission_and_loses_nothing
 
     // Daemon mode with the same keys: the queue is reported down and
     // receiving pauses rather than pulling messages it cannot delete.
-    let metrics_port = crate::support::free_port();
+    let metrics_port = kit::free_port();
     let addr = format!("127.0.0.1:{metrics_port}");
     moto.enforce_iam(true).await;
     let host = Host::spawn(as_user(
@@ -252,7 +253,7 @@ async fn a_refused_delete_fails_the_drain_names_the_permission_and_loses_nothing
             value("audit_archiver_queue_delete_failures_total{"),
         )
     };
-    common::wait_for(
+    kit::wait_for(
         "the queue reported down",
         Duration::from_secs(60),
         || async { metrics().await.0 == Some(0) },
@@ -274,7 +275,7 @@ async fn a_refused_delete_fails_the_drain_names_the_permission_and_loses_nothing
         "no receive while paused"
     );
     assert!(delete_failures.unwrap_or(0) >= 1);
-    let daemon_log = err(&daemon);
+    let daemon_log = stderr(&daemon);
     assert_eq!(
         daemon_log
             .lines()
@@ -290,7 +291,7 @@ async fn a_refused_delete_fails_the_drain_names_the_permission_and_loses_nothing
         &with_moto_aliases(readme_policy(&bucket, &[]), &bucket),
     );
     moto.enforce_iam(true).await;
-    let output = crate::support::run_with_limit(
+    let output = kit::run_with_limit(
         as_user(
             &moto,
             &keys,
@@ -308,7 +309,7 @@ async fn a_refused_delete_fails_the_drain_names_the_permission_and_loses_nothing
         Duration::from_secs(120),
     );
     moto.enforce_iam(false).await;
-    assert!(output.status.success(), "{}", err(&output));
+    assert!(output.status.success(), "{}", stderr(&output));
     let audit = audit(&moto, &bucket, &sent, &[queue]).await;
     audit.assert_perfect(name);
     println!(
@@ -324,12 +325,12 @@ async fn a_refused_delete_fails_the_drain_names_the_permission_and_loses_nothing
 
 #[tokio::test(flavor = "multi_thread")]
 async fn transient_delete_failures_are_retried_and_the_drain_succeeds() {
-    let _serial = common::serial().await;
+    let _serial = kit::serial().await;
     let name = "delete-faults";
     let mut rng = Rng::new(name);
     let moto = Moto::start().await;
-    let proxy = Proxy::start(&moto.endpoint, rng.next(), false).await;
-    let (bucket, queues, sent) = common::two_tenant_backlog(&moto, 100).await;
+    let proxy = Proxy::start(&moto.endpoint, rng.next_u64(), false).await;
+    let (bucket, queues, sent) = kit::two_tenant_backlog(&moto, 100).await;
     // The SDK's own retries are off (`--max-attempts 1`), so every injected
     // 500 reaches the host's retry loop, which must get each batch deleted
     // within its 30 s budget (at 40 %, a batch fails ~13 tries in a row
@@ -352,8 +353,8 @@ async fn transient_delete_failures_are_retried_and_the_drain_succeeds() {
     for q in &queues {
         args.extend(["--queue", q.as_str()]);
     }
-    let output = crate::support::run_with_limit(moto.command(&args), Duration::from_secs(180));
-    assert!(output.status.success(), "{}", err(&output));
+    let output = kit::run_with_limit(moto.command(&args), Duration::from_secs(180));
+    assert!(output.status.success(), "{}", stderr(&output));
     let summary = summary_of(&output);
     let retries = counter(&summary, "delete_retries");
     assert!(retries > 0, "deletes were retried: {summary:?}");

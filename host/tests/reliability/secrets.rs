@@ -6,9 +6,8 @@
 
 use std::time::Duration;
 
-use crate::common::{self, err, run_args, Sent};
-use crate::proxy::{Plan, Proxy};
-use crate::support::{run_with_limit, Moto};
+use audit_archiver_test_kit::proxy::{Plan, Proxy};
+use audit_archiver_test_kit::{self as kit, daemon_args, run_with_limit, stderr, Moto, Sent};
 
 const ACCESS_KEY_ID: &str = "AKIARELIABILITY7TEST";
 const SECRET_ACCESS_KEY: &str = "rEl1ab1l1ty/Secret+Key/DoNotLog0123456789";
@@ -16,7 +15,7 @@ const SESSION_TOKEN: &str = "FwoGZXIvYXdzEReliabilitySessionToken//DoNotLog==";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn credentials_never_appear_in_logs() {
-    let _serial = common::serial().await;
+    let _serial = kit::serial().await;
     let name = "secrets";
     let moto = Moto::start().await;
     let proxy = Proxy::start(&moto.endpoint, 7, true).await;
@@ -25,7 +24,7 @@ async fn credentials_never_appear_in_logs() {
         ..Plan::default()
     });
     let bucket = moto.versioned_bucket().await;
-    let queue = common::queue(&moto, "acme", false).await;
+    let queue = moto.tenant_queue("acme", false).await;
     let queues = vec![queue.clone()];
     let levels: [(&str, &[&str]); 3] = [
         ("default", &[]),
@@ -36,10 +35,11 @@ async fn credentials_never_appear_in_logs() {
     let mut leaks = Vec::new();
     for (level, extra) in levels {
         let mut sent = Sent::new();
-        common::send_logs(&moto, &queue, 20, &mut sent).await;
+        moto.send_logs(&queue, 20, &mut sent).await;
         // Not JSON under the event time source: quarantined, logged at warn.
-        common::send_bodies(&moto, &queue, &["not json".to_string()], false, &mut sent).await;
-        let mut args = run_args(
+        moto.send_bodies(&queue, &["not json".to_string()], false, &mut sent)
+            .await;
+        let mut args = daemon_args(
             &bucket,
             &queues,
             &proxy.url,
@@ -55,7 +55,7 @@ async fn credentials_never_appear_in_logs() {
             command.env("RUST_LOG", level);
         }
         let output = run_with_limit(command, Duration::from_secs(120));
-        assert!(output.status.success(), "{level}: {}", err(&output));
+        assert!(output.status.success(), "{level}: {}", stderr(&output));
         // A start-up failure prints too.
         let mut failing = moto.command(&[
             "run",
@@ -74,7 +74,7 @@ async fn credentials_never_appear_in_logs() {
             failing.env("RUST_LOG", level);
         }
         let failed = run_with_limit(failing, Duration::from_secs(60));
-        assert_eq!(failed.status.code(), Some(2), "{}", err(&failed));
+        assert_eq!(failed.status.code(), Some(2), "{}", stderr(&failed));
         for out in [&output, &failed] {
             let text = format!(
                 "{}{}",

@@ -5,28 +5,29 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{self, audit, counter, err, run_args, summary_of, Host, Rng};
-use crate::proxy::{Plan, Proxy};
-use crate::support::Moto;
+use audit_archiver_test_kit::proxy::{Plan, Proxy};
+use audit_archiver_test_kit::{
+    self as kit, audit, counter, daemon_args, stderr, summary_of, Host, Moto, Rng,
+};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_under_load_exits_in_time_and_releases_at_once() {
-    let _serial = common::serial().await;
+    let _serial = kit::serial().await;
     let name = "sigterm";
-    let scale = common::scale();
+    let scale = kit::scale();
     let mut rng = Rng::new(name);
     let moto = Moto::start().await;
-    let proxy = Proxy::start(&moto.endpoint, rng.next(), false).await;
+    let proxy = Proxy::start(&moto.endpoint, rng.next_u64(), false).await;
     // Load: slow S3 and SQS, some throttling, so work is always in flight.
     proxy.set(Plan {
         latency: Duration::from_millis(40),
         s3_503_permille: 100,
         ..Plan::default()
     });
-    let (bucket, queues, sent) = common::two_tenant_backlog(&moto, 150 * scale).await;
+    let (bucket, queues, sent) = kit::two_tenant_backlog(&moto, 150 * scale).await;
     let total = sent.len();
     let visibility = 60u64;
-    let args = run_args(
+    let args = daemon_args(
         &bucket,
         &queues,
         &proxy.url,
@@ -49,12 +50,12 @@ async fn sigterm_under_load_exits_in_time_and_releases_at_once() {
     for round in 0..rounds {
         let host = Host::spawn(moto.command(&args.iter().map(String::as_str).collect::<Vec<_>>()));
         let target = step * (round + 1) + rng.range(0, (step / 2).max(1) as u64) as usize;
-        common::wait_for_objects(&moto, &bucket, target).await;
+        kit::wait_for_objects(&moto, &bucket, target).await;
         tokio::time::sleep(Duration::from_millis(rng.range(0, 300))).await;
         let in_flight_before: u64 = {
             let mut n = 0;
             for q in &queues {
-                n += common::depth_parts(&moto, q).await.1;
+                n += moto.depth_parts(q).await.1;
             }
             n
         };
@@ -65,18 +66,22 @@ async fn sigterm_under_load_exits_in_time_and_releases_at_once() {
             .unwrap_or_else(|o| {
                 panic!(
                     "round {round}: no exit within the visibility timeout: {}",
-                    err(&o)
+                    stderr(&o)
                 )
             });
         let took = signalled.elapsed();
-        assert!(output.status.success(), "round {round}: {}", err(&output));
+        assert!(
+            output.status.success(),
+            "round {round}: {}",
+            stderr(&output)
+        );
         let mut hidden = 0;
         for q in &queues {
-            hidden += common::depth_parts(&moto, q).await.1;
+            hidden += moto.depth_parts(q).await.1;
         }
         let summary = summary_of(&output);
         released += counter(&summary, "released");
-        let stored = common::object_count(&moto, &bucket).await;
+        let stored = moto.object_count(&bucket).await;
         println!(
             "[{name}] round {}: {in_flight_before} in flight at SIGTERM, exit 0 after {:.2}s, released={} \
              still hidden after exit={hidden}, {stored}/{total} archived",
@@ -97,14 +102,14 @@ async fn sigterm_under_load_exits_in_time_and_releases_at_once() {
     let mut drain_args = args.clone();
     drain_args.push("--drain".into());
     let drain_started = Instant::now();
-    let output = crate::support::run_with_limit(
+    let output = kit::run_with_limit(
         moto.command(&drain_args.iter().map(String::as_str).collect::<Vec<_>>()),
         Duration::from_secs(120),
     );
-    assert!(output.status.success(), "{}", err(&output));
+    assert!(output.status.success(), "{}", stderr(&output));
     let mut hidden_now = 0;
     for q in &queues {
-        hidden_now += common::depth_parts(&moto, q).await.1;
+        hidden_now += moto.depth_parts(q).await.1;
     }
     println!(
         "[{name}] final drain took {:.1}s: {}; hidden now {hidden_now}",
@@ -112,7 +117,7 @@ async fn sigterm_under_load_exits_in_time_and_releases_at_once() {
         String::from_utf8_lossy(&output.stdout).trim()
     );
     if std::env::var_os("RELIABILITY_DEBUG").is_some() {
-        println!("{}", err(&output));
+        println!("{}", stderr(&output));
     }
     let slowest = exits.iter().max().unwrap();
     println!(

@@ -7,19 +7,20 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::common::{self, audit, counter, err, run_args, summary_of, Host, Rng};
-use crate::proxy::{Plan, Proxy};
-use crate::support::Moto;
+use audit_archiver_test_kit::proxy::{Plan, Proxy};
+use audit_archiver_test_kit::{
+    self as kit, audit, counter, daemon_args, stderr, summary_of, Host, Moto, Rng,
+};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn throttling_and_server_errors_store_everything_once() {
-    let _serial = common::serial().await;
+    let _serial = kit::serial().await;
     let name = "throttling";
-    let scale = common::scale();
+    let scale = kit::scale();
     let mut rng = Rng::new(name);
     let moto = Moto::start().await;
-    let proxy = Proxy::start(&moto.endpoint, rng.next(), false).await;
-    let (bucket, queues, sent) = common::two_tenant_backlog(&moto, 150 * scale).await;
+    let proxy = Proxy::start(&moto.endpoint, rng.next_u64(), false).await;
+    let (bucket, queues, sent) = kit::two_tenant_backlog(&moto, 150 * scale).await;
     let total = sent.len();
     let plan = Plan {
         s3_503_permille: 150,
@@ -29,7 +30,7 @@ async fn throttling_and_server_errors_store_everything_once() {
         ..Plan::default()
     };
     proxy.set(plan);
-    let args = run_args(
+    let args = daemon_args(
         &bucket,
         &queues,
         &proxy.url,
@@ -43,13 +44,13 @@ async fn throttling_and_server_errors_store_everything_once() {
         ],
     );
     let mut host = Host::spawn(moto.command(&args.iter().map(String::as_str).collect::<Vec<_>>()));
-    common::wait_settled(&moto, &bucket, &queues, total, Duration::from_secs(240)).await;
+    kit::wait_settled(&moto, &bucket, &queues, total, Duration::from_secs(240)).await;
     assert!(host.running(), "the host keeps running through the errors");
     host.term();
     let output = host
         .wait(Duration::from_secs(60))
         .expect("exit after SIGTERM");
-    assert!(output.status.success(), "{}", err(&output));
+    assert!(output.status.success(), "{}", stderr(&output));
     let summary = summary_of(&output);
     let stats = proxy.stats();
     println!(

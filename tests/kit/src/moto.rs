@@ -1,26 +1,16 @@
-//! Shared helpers of the end-to-end tests: a real moto server on a free
-//! loopback port, real AWS SDK clients with dummy credentials, random names,
-//! and the built `audit-archiver` binary.
-//!
-//! There is no skipping: without moto (run `scripts/setup.sh`) every test fails.
+//! A moto server on a free loopback port, real AWS SDK clients for it, and
+//! the set-up and read-back calls the suites make through them.
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_sqs::types::QueueAttributeName;
+use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
 
-/// The binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_audit-archiver");
-
-/// The repository root.
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use crate::workload::{audit_log, unique, Sent};
+use crate::{binary, repo_root, run_with_limit};
 
 /// A moto server process, killed on drop.
 pub struct Moto {
@@ -40,19 +30,24 @@ impl Drop for Moto {
     }
 }
 
-fn moto_executable() -> PathBuf {
+/// The server command: `$MOTO_SERVER`, else the project venv's Python
+/// running `tests/kit/moto/server.py` (moto with S3's atomic conditional
+/// PUT; see that file).
+fn moto_command() -> Command {
     if let Some(path) = std::env::var_os("MOTO_SERVER") {
-        return PathBuf::from(path);
+        return Command::new(path);
     }
-    let local = repo_root().join(".venv/bin/moto_server");
-    if local.exists() {
-        return local;
+    let python = repo_root().join(".venv/bin/python");
+    if !python.exists() {
+        panic!(
+            "{} not found: run `scripts/setup.sh` first (it installs moto). \
+             End-to-end tests need a real S3/SQS endpoint and never skip.",
+            python.display()
+        );
     }
-    panic!(
-        "moto_server not found (looked at $MOTO_SERVER and {}): run `scripts/setup.sh` first. \
-         End-to-end tests need a real S3/SQS endpoint and never skip.",
-        local.display()
-    );
+    let mut command = Command::new(python);
+    command.arg(repo_root().join("tests/kit/moto/server.py"));
+    command
 }
 
 /// A free port on 127.0.0.1.
@@ -64,11 +59,31 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// An object as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    /// The body.
+    pub body: String,
+    /// User metadata.
+    pub metadata: BTreeMap<String, String>,
+    /// Content-Type.
+    pub content_type: String,
+}
+
+impl StoredObject {
+    /// The `sqs-message-id` metadata.
+    pub fn message_id(&self) -> &str {
+        self.metadata
+            .get("sqs-message-id")
+            .map_or("", String::as_str)
+    }
+}
+
 impl Moto {
     /// Starts moto on a free loopback port and waits until it answers.
     pub async fn start() -> Moto {
         let port = free_port();
-        let child = Command::new(moto_executable())
+        let child = moto_command()
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -120,10 +135,6 @@ impl Moto {
 
     /// Creates a bucket with versioning on, so an overwrite would leave a
     /// second version behind and be seen.
-    #[allow(
-        dead_code,
-        reason = "used by the reliability, readback and backfill suites"
-    )]
     pub async fn versioned_bucket(&self) -> String {
         let bucket = self.bucket().await;
         self.s3
@@ -140,7 +151,21 @@ impl Moto {
         bucket
     }
 
-    /// Creates a queue named `{tenant}-{suffix}`; `.fifo` makes it FIFO.
+    /// Creates a bucket with Object Lock enabled (and so versioned).
+    pub async fn locked_bucket(&self) -> String {
+        let name = unique("locked");
+        self.s3
+            .create_bucket()
+            .bucket(&name)
+            .object_lock_enabled_for_bucket(true)
+            .send()
+            .await
+            .expect("create an Object Lock bucket");
+        name
+    }
+
+    /// Creates a queue by name; `.fifo` makes it FIFO (content-based
+    /// deduplication on). Returns its URL.
     pub async fn queue(&self, name: &str) -> String {
         let mut request = self.sqs.create_queue().queue_name(name);
         if name.ends_with(".fifo") {
@@ -155,6 +180,13 @@ impl Moto {
             .queue_url()
             .unwrap()
             .to_string()
+    }
+
+    /// Creates a queue of `tenant` (`{tenant}-{unique}`), FIFO when `fifo`.
+    pub async fn tenant_queue(&self, tenant: &str, fifo: bool) -> String {
+        let suffix = if fifo { ".fifo" } else { "" };
+        self.queue(&format!("{tenant}-{}{suffix}", unique("q")))
+            .await
     }
 
     /// Sends a message; returns its id. FIFO queues use `group`.
@@ -178,8 +210,69 @@ impl Moto {
             .to_string()
     }
 
-    /// Messages still in the queue, visible or in flight.
-    pub async fn depth(&self, queue_url: &str) -> u64 {
+    /// Sends `count` distinct audit logs to `queue_url` in batches of ten,
+    /// recording them in `sent`. FIFO queues spread them over five groups.
+    pub async fn send_logs(&self, queue_url: &str, count: usize, sent: &mut Sent) {
+        let fifo = queue_url.ends_with(".fifo");
+        let base = sent.len();
+        let bodies: Vec<String> = (0..count)
+            .map(|n| {
+                audit_log(
+                    &format!("user{}@example.com", (base + n) % 7),
+                    1_750_991_540_913 + (base + n) as u64 * 997,
+                    base + n,
+                )
+            })
+            .collect();
+        self.send_bodies(queue_url, &bodies, fifo, sent).await;
+    }
+
+    /// Sends the given bodies (batches of ten; FIFO: five groups), recording
+    /// them in `sent`.
+    pub async fn send_bodies(
+        &self,
+        queue_url: &str,
+        bodies: &[String],
+        fifo: bool,
+        sent: &mut Sent,
+    ) {
+        for (batch_no, chunk) in bodies.chunks(10).enumerate() {
+            let entries: Vec<SendMessageBatchRequestEntry> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, body)| {
+                    let mut entry = SendMessageBatchRequestEntry::builder()
+                        .id(format!("e{i}"))
+                        .message_body(body);
+                    if fifo {
+                        entry = entry
+                            .message_group_id(format!("g{}", (batch_no * 10 + i) % 5))
+                            .message_deduplication_id(unique("d"));
+                    }
+                    entry.build().unwrap()
+                })
+                .collect();
+            let out = self
+                .sqs
+                .send_message_batch()
+                .queue_url(queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .expect("send batch");
+            assert!(out.failed().is_empty(), "send failures: {:?}", out.failed());
+            for ok in out.successful() {
+                let index: usize = ok.id()[1..].parse().unwrap();
+                sent.insert(
+                    ok.message_id().to_string(),
+                    (queue_url.to_string(), chunk[index].clone()),
+                );
+            }
+        }
+    }
+
+    /// Visible and in-flight messages of a queue, one figure each.
+    pub async fn depth_parts(&self, queue_url: &str) -> (u64, u64) {
         let out = self
             .sqs
             .get_queue_attributes()
@@ -190,21 +283,34 @@ impl Moto {
             .await
             .expect("queue attributes");
         let attributes = out.attributes().unwrap();
-        [
-            QueueAttributeName::ApproximateNumberOfMessages,
-            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
-        ]
-        .iter()
-        .map(|name| {
+        let get = |name| {
             attributes
-                .get(name)
-                .map_or(0, |v| v.parse::<u64>().unwrap())
-        })
-        .sum()
+                .get(&name)
+                .map_or(0, |v: &String| v.parse::<u64>().unwrap())
+        };
+        (
+            get(QueueAttributeName::ApproximateNumberOfMessages),
+            get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        )
     }
 
-    /// Every object of the bucket: key → (body, user metadata).
-    pub async fn objects(&self, bucket: &str) -> BTreeMap<String, StoredObject> {
+    /// Messages still in the queue, visible or in flight.
+    pub async fn depth(&self, queue_url: &str) -> u64 {
+        let (visible, in_flight) = self.depth_parts(queue_url).await;
+        visible + in_flight
+    }
+
+    /// Messages still in any of `queues`.
+    pub async fn total_depth(&self, queues: &[String]) -> u64 {
+        let mut total = 0;
+        for queue in queues {
+            total += self.depth(queue).await;
+        }
+        total
+    }
+
+    /// The keys of the bucket's current objects, in order.
+    pub async fn keys(&self, bucket: &str) -> Vec<String> {
         let mut keys = Vec::new();
         let mut token = None;
         loop {
@@ -223,11 +329,20 @@ impl Moto {
             );
             token = page.next_continuation_token().map(str::to_string);
             if token.is_none() {
-                break;
+                return keys;
             }
         }
+    }
+
+    /// Number of current objects in the bucket: a cheap progress figure.
+    pub async fn object_count(&self, bucket: &str) -> usize {
+        self.keys(bucket).await.len()
+    }
+
+    /// Every object of the bucket: key → body, metadata, content type.
+    pub async fn objects(&self, bucket: &str) -> BTreeMap<String, StoredObject> {
         let mut objects = BTreeMap::new();
-        for key in keys {
+        for key in self.keys(bucket).await {
             let object = self
                 .s3
                 .get_object()
@@ -251,6 +366,35 @@ impl Moto {
         objects
     }
 
+    /// Every version of every key: key → number of versions (delete markers
+    /// count).
+    pub async fn versions(&self, bucket: &str) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        let (mut key_marker, mut version_marker) = (None, None);
+        loop {
+            let page = self
+                .s3
+                .list_object_versions()
+                .bucket(bucket)
+                .set_key_marker(key_marker)
+                .set_version_id_marker(version_marker)
+                .send()
+                .await
+                .expect("list versions");
+            for v in page.versions() {
+                *counts.entry(v.key().unwrap_or("").to_string()).or_insert(0) += 1;
+            }
+            for m in page.delete_markers() {
+                *counts.entry(m.key().unwrap_or("").to_string()).or_insert(0) += 1;
+            }
+            if page.is_truncated() != Some(true) {
+                return counts;
+            }
+            key_marker = page.next_key_marker().map(str::to_string);
+            version_marker = page.next_version_id_marker().map(str::to_string);
+        }
+    }
+
     /// Puts an object directly (to stage collisions and redeliveries).
     pub async fn put(&self, bucket: &str, key: &str, body: &str, message_id: &str) {
         self.s3
@@ -268,7 +412,6 @@ impl Moto {
     /// policy document) and returns its access key id and secret. moto checks
     /// them once [`Moto::enforce_iam`] is on. Uses boto3 from the project's
     /// venv: the host crate has no IAM client, and the call is setup only.
-    #[allow(dead_code, reason = "used by the reliability suite")]
     pub fn iam_user(&self, name: &str, policy: &serde_json::Value) -> (String, String) {
         let script = r#"
 import json, sys, boto3
@@ -294,7 +437,6 @@ print(json.dumps([key["AccessKeyId"], key["SecretAccessKey"]]))
 
     /// Turns moto's IAM enforcement on (every request is checked against the
     /// caller's policies) or off, through its `/moto-api/reset-auth` call.
-    #[allow(dead_code, reason = "used by the reliability suite")]
     pub async fn enforce_iam(&self, on: bool) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let body = if on { "0" } else { "inf" };
@@ -317,7 +459,7 @@ print(json.dumps([key["AccessKeyId"], key["SecretAccessKey"]]))
 
     /// `audit-archiver` with this endpoint and dummy credentials.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(BIN);
+        let mut command = Command::new(binary());
         command
             .args(args)
             .env_clear()
@@ -331,108 +473,8 @@ print(json.dumps([key["AccessKeyId"], key["SecretAccessKey"]]))
         command
     }
 
-    /// Runs `audit-archiver` to completion (at most `limit`).
+    /// Runs `audit-archiver` to completion (at most 3 minutes).
     pub fn run(&self, args: &[&str]) -> Output {
         run_with_limit(self.command(args), Duration::from_secs(180))
     }
-}
-
-/// Runs a command, failing the test if it outlives `limit`. Output is read
-/// while it runs, so a chatty process never blocks on a full pipe.
-pub fn run_with_limit(mut command: Command, limit: Duration) -> Output {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn audit-archiver");
-    let (stdout, stderr) = (drain(child.stdout.take()), drain(child.stderr.take()));
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "audit-archiver did not exit within {limit:?}; stderr:\n{}",
-                String::from_utf8_lossy(&stderr.join().unwrap())
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
-    }
-}
-
-/// Reads a child's pipe to the end on a thread of its own.
-pub fn drain(
-    pipe: Option<impl std::io::Read + Send + 'static>,
-) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut buffer = Vec::new();
-        if let Some(mut pipe) = pipe {
-            let _ = pipe.read_to_end(&mut buffer);
-        }
-        buffer
-    })
-}
-
-/// An object as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredObject {
-    /// The body.
-    pub body: String,
-    /// User metadata.
-    pub metadata: BTreeMap<String, String>,
-    /// Content-Type.
-    pub content_type: String,
-}
-
-impl StoredObject {
-    /// The `sqs-message-id` metadata.
-    pub fn message_id(&self) -> &str {
-        self.metadata
-            .get("sqs-message-id")
-            .map_or("", String::as_str)
-    }
-}
-
-/// A name no other test uses.
-pub fn unique(prefix: &str) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "{prefix}-{}-{nanos}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// A Prisma Cloud audit log body, as documented.
-pub fn audit_log(user: &str, timestamp_ms: u64, n: usize) -> String {
-    format!(
-        r#"{{"timestamp":{timestamp_ms},"user":"{user}","ipAddress":"203.0.113.7","resourceType":"Account Group","resourceName":"TEST-{n}","actionType":"CREATE","action":"'{user}'(with role 'System Admin':'System Admin') created the account group.","result":"Successful"}}"#
-    )
-}
-
-/// The stderr of a run, for assertion messages.
-pub fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// The JSON summary `run` prints on stdout when it ends.
-pub fn summary(output: &Output) -> serde_json::Value {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout
-        .lines()
-        .last()
-        .unwrap_or_else(|| panic!("no summary; stderr:\n{}", stderr(output)));
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("summary {line:?}: {e}"))
 }

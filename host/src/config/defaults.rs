@@ -1,0 +1,71 @@
+//! Every setting's default, written once: the validation falls back to these,
+//! the help texts quote them (through [`with_default!`]) and the tests
+//! compare against them.
+
+use std::time::Duration;
+
+pub use audit_archiver_transform::time::JST_OFFSET_MINUTES as UTC_OFFSET_MINUTES;
+
+/// `--key-template`: the layout that never collides.
+pub const KEY_TEMPLATE: &str = "default";
+/// `--concurrency` of `run` and `backfill`: messages or records stored at once.
+pub const CONCURRENCY: usize = 32;
+/// `--concurrency` of `verify` and `query`: objects read at once.
+pub const READ_CONCURRENCY: usize = 32;
+/// `--quarantine-prefix`.
+pub const QUARANTINE_PREFIX: &str = "_quarantine/";
+/// `--state-prefix`: `backfill`'s checkpoints.
+pub const STATE_PREFIX: &str = "_state/";
+/// `--visibility-timeout-secs`.
+pub const VISIBILITY_TIMEOUT_SECS: u32 = 60;
+/// `--wait-time-secs`: SQS's longest long poll.
+pub const WAIT_TIME_SECS: u32 = 20;
+/// `--wait-time-secs` with `--drain`: an empty queue is noticed quickly.
+pub const DRAIN_WAIT_TIME_SECS: u32 = 2;
+/// `--stats-interval-secs`.
+pub const STATS_INTERVAL_SECS: u64 = 60;
+/// `--max-attempts`: attempts per AWS request.
+pub const MAX_ATTEMPTS: u32 = 5;
+/// `--component-timeout-ms`.
+pub const COMPONENT_TIMEOUT_MS: u64 = 1000;
+/// `--component-memory-mib`.
+pub const COMPONENT_MEMORY_MIB: usize = 64;
+/// `lambda --deadline-margin-ms`.
+pub const DEADLINE_MARGIN_MS: u64 = 3000;
+/// `backfill --follow-interval-mins`.
+pub const FOLLOW_INTERVAL_MINS: u64 = 10;
+/// `backfill --follow-overlap-mins`.
+pub const FOLLOW_OVERLAP_MINS: u64 = 30;
+/// `backfill --api-requests-per-sec`: the Prisma Cloud API's limit.
+pub const API_REQUESTS_PER_SEC: f64 = 10.0;
+/// `backfill --api-max-attempts`.
+pub const API_MAX_ATTEMPTS: u32 = 8;
+/// `backfill --page-size`: the most the API returns per page.
+pub const PAGE_SIZE: u32 = 500;
+/// `backfill --api-token-renew-secs` (tokens live 600 s).
+pub const API_TOKEN_RENEW_SECS: u64 = 480;
+
+/// The sandbox bounds when neither flag nor file sets them.
+pub const fn sandbox_limits() -> crate::engine::SandboxLimits {
+    crate::engine::SandboxLimits {
+        memory_bytes: COMPONENT_MEMORY_MIB << 20,
+        call_timeout: Duration::from_millis(COMPONENT_TIMEOUT_MS),
+    }
+}
+
+/// A help text ending in `[default: VALUE]`, so the value shown is the one
+/// the code uses.
+macro_rules! with_default {
+    ($text:literal, $default:expr) => {
+        format!(concat!($text, " [default: {}]"), $default)
+    };
+}
+pub(crate) use with_default;
+
+/// The name `--help` shows for an enum option's default value.
+pub(crate) fn value_name<T: clap::ValueEnum + Default>() -> String {
+    T::default()
+        .to_possible_value()
+        .map(|value| value.get_name().to_string())
+        .unwrap_or_default()
+}
