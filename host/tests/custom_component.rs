@@ -146,8 +146,13 @@ fn a_component_built_against_contract_1_0_still_runs_through_route_batch() {
         ..Settings::default()
     };
     let load = |path: &Path| {
-        RouterComponent::load(ComponentSource::File(path), &settings, SandboxLimits::default(), None)
-            .unwrap()
+        RouterComponent::load(
+            ComponentSource::File(path),
+            &settings,
+            SandboxLimits::default(),
+            None,
+        )
+        .unwrap()
     };
     let (new, old) = (load(flat_layout()), load(flat_layout_1_0()));
     assert!(new.has_route_queue());

@@ -4,7 +4,7 @@
 //! real moto server. Events are built from messages really received from
 //! moto, as an event source mapping does (`function.rs`).
 //!
-//!     cargo test --release -p audit-archiver --features end-to-end --test lambda
+//!     cargo test --release -p audit-archiver --test lambda
 
 mod function;
 mod runtime_api;

@@ -6,7 +6,7 @@
 //! versioned, so an overwrite would show), the queues empty. Figures are
 //! printed: run with `--nocapture` (see RELIABILITY.md).
 //!
-//!     cargo test --release -p audit-archiver --features end-to-end --test reliability -- --nocapture --test-threads 1
+//!     cargo test --release -p audit-archiver --test reliability -- --nocapture --test-threads 1
 //!
 //! `RELIABILITY_SCALE=10` multiplies messages, kills and rounds (a soak);
 //! `RELIABILITY_SEED=N` replays the random choices of a run.
