@@ -15,12 +15,17 @@ scripts/setup.sh
 
 step "format"
 cargo fmt --all -- --check
+cargo fmt --all --manifest-path adapters/Cargo.toml -- --check
 
 step "build (release: the component, then the host that embeds it)"
 cargo build --release --workspace --all-targets
 
 step "lint"
 cargo clippy --release --workspace --all-targets --quiet -- -D warnings
+for adapter in audit-archiver-http audit-archiver-route; do
+  cargo clippy --release --locked --quiet --target wasm32-wasip2 --manifest-path adapters/Cargo.toml \
+    --target-dir target/adapters -p "$adapter" -- -D warnings
+done
 
 step "tests: unit, property, vectors, fuzz, end-to-end and reliability (moto on loopback)"
 cargo test --release --workspace --no-fail-fast
@@ -32,7 +37,7 @@ bench/readback.sh --quick
 scripts/package-lambda.sh --no-build
 .venv/bin/python bench/lambda.py --quick
 
-step "the same component in Node.js (jco) and Python (wasmtime-py), compared with the host"
+step "the same component in Node.js (jco) and Python (wasmtime-py), and composed into wasi:http and wasi:cli (jco, wasmtime), compared with the host"
 scripts/test-runtimes.sh
 
 step "CloudFormation template lint (cfn-lint)"
