@@ -62,5 +62,5 @@ install_tool() { # NAME VERSION BIN FEATURES...
   mkdir -p .tools/bin
   ln -sfn "$root/bin/$bin" ".tools/bin/$bin"
 }
-install_tool wasmtime-cli 48.0.8 wasmtime --features run,serve,component-model,cranelift
+install_tool wasmtime-cli 48.0.8 wasmtime --features run,serve,component-model,component-model-async,cranelift
 install_tool wac-cli 0.12.0 wac

@@ -51,7 +51,8 @@ Options:
                                [env: AUDIT_ARCHIVER_TENANT_MAP]
   -h, --help                   Print this help
 
-Exit status: 0 done, 1 output failed, 2 invalid flags, settings or input.
+Exit status: 0 done; a failure otherwise (invalid flags, settings or input
+are refused before any output, the flag named on stderr).
 ";
 
 /// The validated command line.

@@ -2,7 +2,9 @@
 //! Lambda-shaped SQS event or NDJSON of records (a file or stdin), routes them
 //! through the imported router, and prints exactly the host's lines, one per
 //! record, in input order. Exit 0 done, 1 output failed, 2 invalid flags,
-//! settings or input (the message names the flag).
+//! settings or input (the message names the flag). WASI 0.2's
+//! `wasi:cli/exit` carries only success or failure, so today's hosts report
+//! both failures as exit status 1.
 //!
 //! The router is imported (`wac plug` fills it with the routing component);
 //! parsing of the input and of queue names is the host's own code, compiled in
