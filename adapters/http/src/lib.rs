@@ -33,8 +33,8 @@ static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
-    // The host answers 500 for a trapped request; the next request gets a
-    // fresh instance.
+    // A trap: the host ends the request with its own error (nothing here
+    // panics on input; only a broken invariant would).
     core::arch::wasm32::unreachable()
 }
 
