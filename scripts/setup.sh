@@ -39,3 +39,32 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
+
+# Component hosts and the composer for the adapters (scripts/build-adapters.sh,
+# tests/js/adapters.test.mjs): `wac` plugs the router into them, `wasmtime
+# serve`/`run` is the reference host for wasi:http and wasi:cli. Built from
+# crates.io, pinned, with only the features used: wasmtime-cli has the host's
+# wasmtime major version (48) and `run` + `serve` for components; wac-cli has no
+# registry client. They are built once per machine into a cache outside the
+# clone (CI runs in a fresh clone), then linked from the git-ignored .tools/bin.
+# Measured on this 2-core machine while five other builds ran (load average
+# 10-17): wasmtime-cli ~25 min wall (its last 5 crates alone: 264 s CPU),
+# wac-cli 13 min wall for 218 s CPU (~2 min on idle cores). Nothing when
+# already there: the check is one file test.
+tools_cache="${AUDIT_ARCHIVER_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/audit-archiver/tools}"
+install_tool() { # NAME VERSION BIN CARGO-INSTALL-FLAGS...
+  local name=$1 version=$2 bin=$3
+  shift 3
+  # Another feature set is another build.
+  local root="$tools_cache/$name-$version-$(printf '%s ' "$@" | sha256sum | cut -c1-8)"
+  if [ ! -x "$root/bin/$bin" ]; then
+    echo "setup: building $name $version from crates.io into $root (once per machine; minutes)"
+    CARGO_TARGET_DIR="$tools_cache/cargo-target" cargo install --quiet --locked \
+      "$name" --version "=$version" --no-default-features "$@" --root "$root"
+    rm -rf "$tools_cache/cargo-target"
+  fi
+  mkdir -p .tools/bin
+  ln -sfn "$root/bin/$bin" ".tools/bin/$bin"
+}
+install_tool wasmtime-cli 48.0.8 wasmtime --features run,serve,component-model,component-model-async,cranelift,pooling-allocator
+install_tool wac-cli 0.12.0 wac

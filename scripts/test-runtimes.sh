@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # The routing component in the other runtimes: Node.js (jco) and Python
 # (wasmtime-py) run the shared vectors and the guide's snippets, and compare
-# every result with `audit-archiver route`, byte for byte.
+# every result with `audit-archiver route`, byte for byte. The same component
+# composed into wasi:http and wasi:cli (scripts/build-adapters.sh) runs under
+# `jco serve`/`jco run` and `wasmtime serve`/`wasmtime run` and is compared the
+# same way (tests/js/adapters.test.mjs).
 #
-# Assumes `scripts/setup.sh` (the .venv with wasmtime and pytest) and
+# Assumes `scripts/setup.sh` (the .venv with wasmtime and pytest; wac and the
+# wasmtime CLI in .tools/bin) and
 # `cargo build --release --workspace` have run. Installs jco into the
 # git-ignored tests/js/node_modules from the committed package-lock.json, only
 # when the lock file changed. Env ROUTER_WASM / AUDIT_ARCHIVER_BIN test another
@@ -31,7 +35,10 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
-echo "test-runtimes: Node.js (jco)"
+echo "test-runtimes: the adapters composed with the component (wac plug)"
+scripts/build-adapters.sh
+
+echo "test-runtimes: Node.js (jco; the adapters under jco and wasmtime)"
 (cd tests/js && node --test)
 
 echo "test-runtimes: Python (wasmtime-py)"

@@ -15,6 +15,7 @@ scripts/setup.sh
 
 step "format"
 cargo fmt --all -- --check
+cargo fmt --all --manifest-path adapters/Cargo.toml -- --check
 
 # The end-to-end suites (`test = false` in host/Cargo.toml, so that a plain
 # `cargo test` stays the quick everyday loop) are built and linted by name.
@@ -28,6 +29,10 @@ cargo build --release -p audit-archiver "${suites[@]}"
 step "lint"
 cargo clippy --release --workspace --all-targets --quiet -- -D warnings
 cargo clippy --release -p audit-archiver "${suites[@]}" --quiet -- -D warnings
+for adapter in audit-archiver-http audit-archiver-route; do
+  cargo clippy --release --locked --quiet --target wasm32-wasip2 --manifest-path adapters/Cargo.toml \
+    --target-dir target/adapters -p "$adapter" -- -D warnings
+done
 
 step "tests: unit, property, shared vectors, fuzz equivalence, the component's sandbox"
 cargo test --release --workspace --no-fail-fast
@@ -46,7 +51,7 @@ bench/readback.sh --quick
 scripts/package-lambda.sh --no-build
 .venv/bin/python bench/lambda.py --quick
 
-step "the same component in Node.js (jco) and Python (wasmtime-py), compared with the host"
+step "the same component in Node.js (jco) and Python (wasmtime-py), and composed into wasi:http and wasi:cli (jco, wasmtime), compared with the host"
 scripts/test-runtimes.sh
 
 step "CloudFormation template lint (cfn-lint)"
