@@ -18,38 +18,21 @@ import datetime
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import boto3
 import requests
 from botocore.config import Config
+from common import BIN, ENV, Moto, aws_client
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "audit-archiver")
-MOTO = os.path.join(ROOT, ".venv", "bin", "moto_server")
 START_MS = 1_767_193_200_000  # 2026-01-01T00:00+09:00
 DAY_MS = 86_400_000
 JST = datetime.timezone(datetime.timedelta(hours=9))
 KEY_ID, SECRET = "bench-key-id", "bench-secret"
-ENV = {
-    "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_REGION": "us-east-1",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+PATH_STYLE = Config(s3={"addressing_style": "path"})
 
 
 def make_records(n, days):
@@ -125,7 +108,7 @@ class FakeApi:
 
 def python_backfill(api_url, endpoint, bucket, days):
     """What one would write by hand: log in, page day by day, PUT each record."""
-    s3 = boto3.client("s3", endpoint_url=endpoint, config=Config(s3={"addressing_style": "path"}))
+    s3 = aws_client("s3", endpoint, PATH_STYLE)
     http = requests.Session()
 
     def post(path, body, token=None):
@@ -182,18 +165,8 @@ def main():
         sys.exit(f"{BIN} missing: cargo build --release -p audit-archiver")
     records = make_records(args.records, args.days)
     api = FakeApi(records, args.api_rate)
-    port = free_port()
-    moto = subprocess.Popen([MOTO, "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    os.environ.update(ENV)
-    s3 = boto3.client("s3", endpoint_url=endpoint, config=Config(s3={"addressing_style": "path"}))
-    for _ in range(300):
-        try:
-            s3.list_buckets()
-            break
-        except Exception:
-            time.sleep(0.1)
+    moto = Moto(PATH_STYLE)
+    endpoint, s3 = moto.endpoint, moto.s3
     last_day = (datetime.datetime.fromtimestamp(START_MS / 1000, JST) + datetime.timedelta(days=args.days - 1))
     results = {"audit-archiver": [], "python": []}
     try:
@@ -220,8 +193,7 @@ def main():
                 print(f"round {round_ + 1} {name:15} {elapsed:6.2f} s  {rate:7.1f} records/s  "
                       f"{api.requests - before} API requests", flush=True)
     finally:
-        moto.terminate()
-        moto.wait()
+        moto.close()
     best = {name: max(rates) for name, rates in results.items()}
     print(json.dumps({"records": len(records), "days": args.days, "api_rate": args.api_rate,
                       "records_per_sec": results, "ratio_best": round(best["audit-archiver"] / best["python"], 2)}))

@@ -33,160 +33,15 @@ import json
 import os
 import shutil
 import signal
-import socket
-import statistics
 import subprocess
-import sys
 import tempfile
 import time
 
-import boto3
 from botocore.config import Config
+from common import (ENV, Moto, cpu_seconds, drainer_command, median_of, private_cache_dir, ratio,
+                    table, time_report, under_time)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "audit-archiver")
-BARE = os.path.join(ROOT, "target", "release", "examples", "bare_loop")
-POLLER = os.path.join(ROOT, "bench", "boto3_poller.py")
-PYTHON = sys.executable
-MOTO = os.path.join(ROOT, ".venv", "bin", "moto_server")
-TIME = "/usr/bin/time"
-TICK = os.sysconf("SC_CLK_TCK")
-ENV = {
-    "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_REGION": "us-east-1",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def proc_cpu(pid):
-    """user+sys seconds of a live process."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-class Moto:
-    def __init__(self):
-        self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [MOTO, "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=ENV,
-        )
-        config = Config(retries={"max_attempts": 10, "mode": "standard"})
-        session = boto3.session.Session(
-            aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
-        )
-        self.sqs = session.client("sqs", endpoint_url=self.endpoint, config=config)
-        self.s3 = session.client("s3", endpoint_url=self.endpoint, config=config)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                self.sqs.list_queues()
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-
-    def close(self):
-        self.proc.kill()
-        self.proc.wait()
-
-    def setup(self, messages, tenants, shape="standard"):
-        self.s3.create_bucket(Bucket="archive")
-        urls = []
-        for t in range(tenants):
-            fifo = shape == "fifo" or (shape == "mixed" and t % 2 == 0)
-            name = f"tenant{t}-prismacloud-auditlog" + (".fifo" if fifo else "")
-            attributes = {"FifoQueue": "true"} if fifo else {}
-            urls.append(self.sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"])
-        for start in range(0, messages, 10):
-            for t, url in enumerate(urls):
-                entries = []
-                for i in range(start, min(start + 10, messages)):
-                    if i % tenants != t:
-                        continue
-                    entry = {"Id": str(i), "MessageBody": body(i)}
-                    if url.endswith(".fifo"):
-                        # One group per tenant: one forwarder, one ordered stream.
-                        entry["MessageGroupId"] = "prisma"
-                        entry["MessageDeduplicationId"] = str(i)
-                    entries.append(entry)
-                if entries:
-                    self.sqs.send_message_batch(QueueUrl=url, Entries=entries)
-        return urls
-
-    def depth(self, urls):
-        total = 0
-        for url in urls:
-            a = self.sqs.get_queue_attributes(
-                QueueUrl=url,
-                AttributeNames=[
-                    "ApproximateNumberOfMessages",
-                    "ApproximateNumberOfMessagesNotVisible",
-                ],
-            )["Attributes"]
-            total += sum(int(v) for v in a.values())
-        return total
-
-    def objects(self):
-        count = 0
-        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket="archive"):
-            count += page.get("KeyCount", 0)
-        return count
-
-
-def body(n):
-    return json.dumps(
-        {
-            "timestamp": 1750991540913 + n * 1000,
-            "user": "alice@example.com",
-            "ipAddress": "203.0.113.7",
-            "resourceType": "Account Group",
-            "resourceName": f"TEST-{n}",
-            "actionType": "CREATE",
-            "action": "'alice@example.com'(with role 'System Admin':'System Admin') "
-            "created the account group.",
-            "result": "Successful",
-        },
-        separators=(",", ":"),
-    )
-
-
-def command(side, moto, urls, concurrency, cache_dir):
-    if side in ("host", "host-daemon"):
-        # The product's defaults (long-poll wait included), but the bench's
-        # concurrency and a private compile cache.
-        cmd = [BIN, "run", "--bucket", "archive", "--endpoint-url", moto.endpoint,
-               "--region", "us-east-1", "--concurrency", str(concurrency),
-               "--stats-interval-secs", "0", "--cache-dir", cache_dir]
-        if side == "host":
-            cmd.append("--drain")
-        for url in urls:
-            cmd += ["--queue", url]
-        return cmd
-    if side == "bare":
-        cmd = [BARE, "--endpoint-url", moto.endpoint, "--bucket", "archive",
-               "--concurrency", str(concurrency), "--wait-time-secs", "0"]
-        for url in urls:
-            cmd += ["--queue", url]
-        return cmd
-    cmd = [PYTHON, POLLER, "--endpoint-url", moto.endpoint, "--bucket", "archive"]
-    for url in urls:
-        cmd += ["--queue", url]
-    return cmd
+MOTO_CONFIG = Config(retries={"max_attempts": 10, "mode": "standard"})
 
 
 def until_archived(moto, proc, messages):
@@ -207,16 +62,14 @@ def until_archived(moto, proc, messages):
 def run(side, messages, tenants, concurrency, cache_dir, shape="standard"):
     """One fresh moto, one drainer to completion (a daemon: until the last
     object is stored), measured."""
-    moto = Moto()
+    moto = Moto(MOTO_CONFIG)
     try:
         urls = moto.setup(messages, tenants, shape)
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
-                tempfile.NamedTemporaryFile("r") as usage_file:
-            # /usr/bin/time reports its own child's rusage: a child forked
-            # straight from this (large) Python would inherit its peak RSS.
-            wrapped = [TIME, "-o", usage_file.name, "-f", "%U %S %M"]
-            wrapped += command(side, moto, urls, concurrency, cache_dir)
-            moto_before = proc_cpu(moto.proc.pid)
+                tempfile.NamedTemporaryFile("r") as report:
+            wrapped = under_time(drainer_command(side, moto.endpoint, urls, concurrency, cache_dir),
+                                 report)
+            moto_before = cpu_seconds(moto.proc.pid)
             started = time.monotonic()
             if side == "host-daemon":
                 proc = subprocess.Popen(wrapped, stdout=out, stderr=err, env=ENV)
@@ -225,18 +78,17 @@ def run(side, messages, tenants, concurrency, cache_dir, shape="standard"):
             else:
                 proc = subprocess.run(wrapped, stdout=out, stderr=err, env=ENV)
                 wall = time.monotonic() - started
-            moto_cpu = proc_cpu(moto.proc.pid) - moto_before
+            moto_cpu = cpu_seconds(moto.proc.pid) - moto_before
             if proc.returncode != 0:
                 err.seek(0)
                 raise SystemExit(f"{side} failed ({proc.returncode}):\n{err.read().decode()[-3000:]}")
-            user, system, max_rss_kib = usage_file.read().split()[-3:]
+            cpu, max_rss_kib = time_report(report)
         left = moto.depth(urls)
         stored = moto.objects()
         if left != 0 or (side != "boto3" and stored != messages):
             raise SystemExit(f"{side}: {left} messages left, {stored} objects of {messages}")
     finally:
         moto.close()
-    cpu = float(user) + float(system)
     return {
         "side": side,
         "shape": shape,
@@ -247,34 +99,15 @@ def run(side, messages, tenants, concurrency, cache_dir, shape="standard"):
         "msg_per_s": round(messages / wall, 1),
         "cpu_s": round(cpu, 3),
         "cpu_us_per_msg": round(cpu / messages * 1e6, 1) if messages else None,
-        "max_rss_mib": round(int(max_rss_kib) / 1024, 1),
+        "max_rss_mib": round(max_rss_kib / 1024, 1),
         "drainer_cpu_pct": round(100 * cpu / wall, 1),
         "moto_cpu_s": round(moto_cpu, 3),
         "moto_cpu_pct": round(100 * moto_cpu / wall, 1),
     }
 
 
-def median_of(rows, key):
-    return statistics.median(r[key] for r in rows)
-
-
-def table(title, rows, columns):
-    print(f"\n### {title}\n")
-    print("| " + " | ".join(columns) + " |")
-    print("|" + "|".join("---" for _ in columns) + "|")
-    for r in rows:
-        print("| " + " | ".join(str(r.get(c, "")) for c in columns) + " |")
-    sys.stdout.flush()
-
-
 COLUMNS = ["side", "shape", "messages", "tenants", "concurrency", "wall_s", "msg_per_s", "cpu_s",
            "cpu_us_per_msg", "max_rss_mib", "drainer_cpu_pct", "moto_cpu_pct"]
-
-
-def ratio(value, reference):
-    """value / reference, or None when the reference is 0 (a tiny run can use
-    less CPU than /usr/bin/time's 10 ms resolution)."""
-    return round(value / reference, 2) if reference else None
 
 
 def main():
@@ -297,8 +130,7 @@ def main():
         args.messages, args.repeat, args.compare_tenants = 10, 1, "2"
         args.compare_shapes, args.daemon_tenants = "mixed", "2"
         args.scale_concurrency, args.scale_tenants, args.scale_shapes = "4", "2", "fifo"
-    cache_dir = tempfile.mkdtemp(prefix="audit-archiver-bench-cache-")
-    os.chmod(cache_dir, 0o700)
+    cache_dir = private_cache_dir()
     rows = []
     try:
         # Warm the compile cache (and the page cache) once, unmeasured.

@@ -27,29 +27,18 @@ and N objects stored.
 import argparse
 import json
 import os
-import statistics
 import subprocess
-import sys
 import tempfile
 import time
 
-import boto3
 from botocore.config import Config
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2e import BARE, BIN, ENV, ROOT, TICK, body  # noqa: E402
+from common import (ENV, ROOT, ArchiveServer, aws_client, cpu_seconds, drainer_command,
+                    median_of, private_cache_dir, ratio, table)
 
 ENDPOINT = os.path.join(ROOT, "target", "release", "bench-endpoint")
 
 
-def proc_cpu(pid):
-    """user+sys seconds of a live process (clock ticks)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-class Endpoint:
+class Endpoint(ArchiveServer):
     """A fresh bench-endpoint, and boto3 clients for loading and checking."""
 
     def __init__(self, threads):
@@ -64,73 +53,9 @@ class Endpoint:
             self.close()
             raise SystemExit(f"bench-endpoint did not start: {line!r}")
         self.url = line.split()[-1]
-        session = boto3.session.Session(
-            aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
-        )
         config = Config(retries={"max_attempts": 1})
-        self.sqs = session.client("sqs", endpoint_url=self.url, config=config)
-        self.s3 = session.client("s3", endpoint_url=self.url, config=config)
-
-    def close(self):
-        self.proc.kill()
-        self.proc.wait()
-
-    def setup(self, messages, tenants, shape):
-        self.s3.create_bucket(Bucket="archive")
-        urls = []
-        for t in range(tenants):
-            fifo = shape == "fifo" or (shape == "mixed" and t % 2 == 0)
-            name = f"tenant{t}-prismacloud-auditlog" + (".fifo" if fifo else "")
-            attributes = {"FifoQueue": "true"} if fifo else {}
-            urls.append(self.sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"])
-        batches = {url: [] for url in urls}
-        for i in range(messages):
-            url = urls[i % tenants]
-            entry = {"Id": str(i), "MessageBody": body(i)}
-            if url.endswith(".fifo"):
-                # One group per tenant: one forwarder, one ordered stream.
-                entry["MessageGroupId"] = "prisma"
-                entry["MessageDeduplicationId"] = str(i)
-            batches[url].append(entry)
-            if len(batches[url]) == 10:
-                self.send(url, batches[url])
-                batches[url] = []
-        for url, entries in batches.items():
-            if entries:
-                self.send(url, entries)
-        return urls
-
-    def send(self, url, entries):
-        out = self.sqs.send_message_batch(QueueUrl=url, Entries=entries)
-        if out.get("Failed"):
-            raise SystemExit(f"loading failed: {out['Failed']}")
-
-    def depth(self, urls):
-        total = 0
-        for url in urls:
-            a = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-            total += int(a["ApproximateNumberOfMessages"])
-            total += int(a["ApproximateNumberOfMessagesNotVisible"])
-        return total
-
-    def objects(self):
-        count = 0
-        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket="archive"):
-            count += page.get("KeyCount", 0)
-        return count
-
-
-def command(side, endpoint, urls, concurrency, cache_dir):
-    if side == "host":
-        cmd = [BIN, "run", "--drain", "--bucket", "archive", "--endpoint-url", endpoint.url,
-               "--region", "us-east-1", "--concurrency", str(concurrency),
-               "--stats-interval-secs", "0", "--cache-dir", cache_dir]
-    else:
-        cmd = [BARE, "--endpoint-url", endpoint.url, "--bucket", "archive",
-               "--concurrency", str(concurrency), "--wait-time-secs", "0"]
-    for url in urls:
-        cmd += ["--queue", url]
-    return cmd
+        self.sqs = aws_client("sqs", self.url, config)
+        self.s3 = aws_client("s3", self.url, config)
 
 
 def run(side, messages, tenants, shape, concurrency, threads, cache_dir, perf=None):
@@ -138,9 +63,9 @@ def run(side, messages, tenants, shape, concurrency, threads, cache_dir, perf=No
     try:
         urls = endpoint.setup(messages, tenants, shape)
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            endpoint_before = proc_cpu(endpoint.proc.pid)
+            endpoint_before = cpu_seconds(endpoint.proc.pid)
             started = time.monotonic()
-            cmd = command(side, endpoint, urls, concurrency, cache_dir)
+            cmd = drainer_command(side, endpoint.url, urls, concurrency, cache_dir)
             if perf and messages:
                 # Sampled on the CPU clock (this VM has no hardware counters).
                 cmd = ["perf", "record", "-q", "-e", "cpu-clock", "-F", "2999", "-o",
@@ -149,7 +74,7 @@ def run(side, messages, tenants, shape, concurrency, threads, cache_dir, perf=No
             _, status, usage = os.wait4(proc.pid, 0)
             wall = time.monotonic() - started
             proc.returncode = os.waitstatus_to_exitcode(status)
-            endpoint_cpu = proc_cpu(endpoint.proc.pid) - endpoint_before
+            endpoint_cpu = cpu_seconds(endpoint.proc.pid) - endpoint_before
             if proc.returncode != 0:
                 err.seek(0)
                 raise SystemExit(f"{side} failed ({proc.returncode}):\n{err.read().decode()[-3000:]}")
@@ -174,15 +99,6 @@ def run(side, messages, tenants, shape, concurrency, threads, cache_dir, perf=No
     }
 
 
-def table(title, rows, columns):
-    print(f"\n### {title}\n")
-    print("| " + " | ".join(columns) + " |")
-    print("|" + "|".join("---" for _ in columns) + "|")
-    for r in rows:
-        print("| " + " | ".join(str(r.get(c, "")) for c in columns) + " |")
-    sys.stdout.flush()
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -200,8 +116,7 @@ def main():
     args = parser.parse_args()
     if args.quick:
         args.messages, args.tenants, args.repeat, args.shape = 200, 2, 1, "mixed"
-    cache_dir = tempfile.mkdtemp(prefix="audit-archiver-bench-cache-")
-    os.chmod(cache_dir, 0o700)
+    cache_dir = private_cache_dir()
     sides = ["host", "bare"]
     # Warm the compile cache (and the page cache) once, unmeasured.
     run("host", 10, 1, "standard", args.concurrency, args.threads, cache_dir)
@@ -217,24 +132,23 @@ def main():
           f"--concurrency {args.concurrency}: every run", rows, list(rows[0].keys()))
     summary = []
     for side in sides:
-        fixed = statistics.median(r["cpu_s"] for r in rows if r["side"] == side and not r["messages"])
+        fixed = median_of([r for r in rows if r["side"] == side and not r["messages"]], "cpu_s")
         mine = [r for r in rows if r["side"] == side and r["messages"]]
-        total = statistics.median(r["cpu_s"] for r in mine)
+        total = median_of(mine, "cpu_s")
         summary.append({
             "side": side,
-            "median msg/s": statistics.median(r["msg_per_s"] for r in mine),
+            "median msg/s": median_of(mine, "msg_per_s"),
             "CPU µs/msg": round(total / args.messages * 1e6, 1),
             "start-up CPU ms (N=0)": round(fixed * 1000, 1),
             "marginal CPU µs/msg": round((total - fixed) / args.messages * 1e6, 1),
-            "drainer CPU %": statistics.median(r["drainer_cpu_pct"] for r in mine),
-            "endpoint CPU %": statistics.median(r["endpoint_cpu_pct"] for r in mine),
-            "endpoint µs/msg": statistics.median(r["endpoint_us_per_msg"] for r in mine),
+            "drainer CPU %": median_of(mine, "drainer_cpu_pct"),
+            "endpoint CPU %": median_of(mine, "endpoint_cpu_pct"),
+            "endpoint µs/msg": median_of(mine, "endpoint_us_per_msg"),
         })
     bare = summary[1]
     for s in summary:
         for key in ["CPU µs/msg", "marginal CPU µs/msg"]:
-            s[f"{key.split(' µs')[0]} vs bare"] = (round(s[key] / bare[key], 2)
-                                                  if bare[key] > 0 else None)
+            s[f"{key.split(' µs')[0]} vs bare"] = ratio(s[key], bare[key])
     table("medians and ratios (same runs)", summary, list(summary[0].keys()))
     if args.json:
         with open(args.json, "w") as f:

@@ -16,22 +16,12 @@ per-thread counts say which thread wakes the process.
 """
 import argparse
 import glob
-import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2e import BIN, ENV, TICK, Moto  # noqa: E402
-
-
-def cpu_seconds(pid):
-    """user+sys seconds of a live process (all its threads)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
+from common import BIN, ENV, Moto, cpu_seconds
 
 
 def switches(pid):

@@ -26,7 +26,6 @@ import json
 import os
 import queue
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,20 +34,11 @@ import threading
 import time
 import uuid
 
-import boto3
 from botocore.config import Config
+from common import ENV, ROOT, Moto, cpu_seconds, ratio
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "target", "lambda", "x86_64")
-MOTO = os.path.join(ROOT, ".venv", "bin", "moto_server")
 PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RuntimeApi:
@@ -131,12 +121,6 @@ class RuntimeApi:
         return at - started, json.loads(body)
 
 
-def cpu_seconds(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
 def peak_rss_mib(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -157,12 +141,7 @@ def start(kind, workdir, endpoint, bucket):
     api = RuntimeApi()
     command, cwd = function_command(kind, workdir)
     env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": "us-east-1",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_EC2_METADATA_DISABLED": "true",
+        **ENV,
         "AWS_ENDPOINT_URL": endpoint,
         "AWS_LAMBDA_RUNTIME_API": api.address,
         "AWS_LAMBDA_FUNCTION_NAME": "bench",
@@ -247,20 +226,8 @@ def main():
     if not os.path.exists(os.path.join(PACKAGE, "bootstrap")):
         sys.exit("run scripts/package-lambda.sh first")
 
-    port = free_port()
-    moto = subprocess.Popen([MOTO, "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = "http://127.0.0.1:%d" % port
-    config = Config(retries={"max_attempts": 10})
-    session = dict(endpoint_url=endpoint, region_name="us-east-1",
-                   aws_access_key_id="testing", aws_secret_access_key="testing", config=config)
-    sqs, s3 = boto3.client("sqs", **session), boto3.client("s3", **session)
-    for _ in range(300):
-        try:
-            sqs.list_queues()
-            break
-        except Exception:
-            time.sleep(0.1)
+    moto = Moto(Config(retries={"max_attempts": 10}))
+    endpoint, sqs, s3 = moto.endpoint, moto.sqs, moto.s3
     queue_url = sqs.create_queue(QueueName="acme-prismacloud-auditlog")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
 
@@ -272,14 +239,13 @@ def main():
             results.append(measure(kind, workdir, endpoint, sqs, s3, queue_url, arn, args))
             print(json.dumps(results[-1]), flush=True)
     finally:
-        moto.kill()
+        moto.close()
         shutil.rmtree(bare, ignore_errors=True)
     rust, python = results[0], results[2]
     print(json.dumps({
-        "warm_batch_python_over_rust": round(python["warm_batch_ms_median"] / rust["warm_batch_ms_median"], 2),
-        "cpu_per_record_python_over_rust": (round(python["cpu_ms_per_record"] / rust["cpu_ms_per_record"], 1)
-                                            if rust["cpu_ms_per_record"] > 0 else None),
-        "init_python_over_rust": round(python["init_ms_median"] / rust["init_ms_median"], 1),
+        "warm_batch_python_over_rust": ratio(python["warm_batch_ms_median"], rust["warm_batch_ms_median"]),
+        "cpu_per_record_python_over_rust": ratio(python["cpu_ms_per_record"], rust["cpu_ms_per_record"], 1),
+        "init_python_over_rust": ratio(python["init_ms_median"], rust["init_ms_median"], 1),
     }))
 
 

@@ -40,59 +40,20 @@ import tempfile
 import threading
 import time
 
-import boto3
 from botocore.config import Config
+from common import ENV as BASE_ENV
+from common import BIN, Moto, aws_client, cpu_seconds, time_report, under_time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "audit-archiver")
-MOTO = os.path.join(ROOT, ".venv", "bin", "moto_server")
-TIME = "/usr/bin/time"
 JST = datetime.timezone(datetime.timedelta(hours=9))
 FIRST_DAY = datetime.date(2025, 6, 1)
-ENV = {
-    "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_REGION": "us-east-1",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# The children's environment: the common one and, once moto is up, its endpoint.
+ENV = dict(BASE_ENV)
 
 
 def client(endpoint):
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 5}),
+    return aws_client(
+        "s3", endpoint, Config(s3={"addressing_style": "path"}, retries={"max_attempts": 5})
     )
-
-
-def start_moto():
-    port = free_port()
-    process = subprocess.Popen(
-        [MOTO, "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    s3 = client(endpoint)
-    for _ in range(300):
-        try:
-            s3.list_buckets()
-            return process, endpoint
-        except Exception:
-            time.sleep(0.1)
-    process.kill()
-    sys.exit("moto did not start")
 
 
 def object_of(n, per_day):
@@ -194,28 +155,21 @@ def latency_proxy(upstream_port, latency):
     return listener.getsockname()[1]
 
 
-def moto_cpu(process):
-    """CPU seconds moto has used so far (user + system, /proc/PID/stat)."""
-    with open(f"/proc/{process.pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def timed(args, stdout):
     """Runs args under /usr/bin/time; returns (wall s, cpu s, peak RSS MiB, exit code)."""
     with tempfile.NamedTemporaryFile("r") as report:
         started = time.monotonic()
         result = subprocess.run(
-            [TIME, "-o", report.name, "-f", "%U %S %M", *args],
+            under_time(args, report),
             env=ENV,
             stdout=stdout,
             stderr=subprocess.PIPE,
         )
         wall = time.monotonic() - started
-        user, system, rss_kib = report.read().split()[-3:]
+        cpu, rss_kib = time_report(report)
     if result.returncode not in (0, 1):
         sys.exit(f"{args[:2]} failed ({result.returncode}): {result.stderr.decode()[-2000:]}")
-    return wall, float(user) + float(system), int(rss_kib) / 1024, result.returncode
+    return wall, cpu, rss_kib / 1024, result.returncode
 
 
 def boto3_verify(endpoint, bucket, days):
@@ -265,7 +219,8 @@ def main():
     options = parser.parse_args()
     if options.quick:
         options.objects, options.days = 200, 2
-    moto, endpoint = start_moto()
+    moto = Moto()
+    endpoint = moto.endpoint
     ENV["AWS_ENDPOINT_URL"] = endpoint
     try:
         bucket = "readback-bench"
@@ -284,24 +239,24 @@ def main():
         span = ["--from", str(FIRST_DAY), "--to", str(last_day)]
         results = {}
 
-        before = moto_cpu(moto)
+        before = cpu_seconds(moto.proc.pid)
         with tempfile.TemporaryFile("w+b") as out:
             wall, cpu, rss, code = timed([BIN, "verify", "--bucket", bucket, *span, "--format", "json"], out)
             out.seek(0)
             report = json.load(out)
         assert code == 0 and report["objects"] == n and not report["findings"], (code, report["objects"], report["findings"][:3])
         results["verify"] = (n / wall, cpu, rss)
-        busy = (moto_cpu(moto) - before) / wall
+        busy = (cpu_seconds(moto.proc.pid) - before) / wall
         print(f"verify  host : {n} objects in {wall:.2f} s = {n / wall:.0f} objects/s, CPU {cpu:.2f} s, peak RSS {rss:.1f} MiB; moto busy {busy:.0%}", flush=True)
-        before = moto_cpu(moto)
+        before = cpu_seconds(moto.proc.pid)
         started = time.monotonic()
         checked, bad = boto3_verify(endpoint, bucket, options.days)
         wall_b = time.monotonic() - started
         assert checked == n and bad == 0, (checked, bad)
         results["verify-boto3"] = n / wall_b
-        busy = (moto_cpu(moto) - before) / wall_b
+        busy = (cpu_seconds(moto.proc.pid) - before) / wall_b
         print(f"verify  boto3: {n} objects in {wall_b:.2f} s = {n / wall_b:.0f} objects/s; moto busy {busy:.0%}", flush=True)
-        before = moto_cpu(moto)
+        before = cpu_seconds(moto.proc.pid)
 
         with tempfile.TemporaryFile("w+b") as out:
             wall, cpu, rss, code = timed([BIN, "query", "--bucket", bucket, "--tenant", "acme", *span], out)
@@ -309,16 +264,16 @@ def main():
             records = sum(1 for _ in out)
         assert code == 0 and records == n, (code, records)
         results["query"] = (n / wall, cpu, rss)
-        busy = (moto_cpu(moto) - before) / wall
+        busy = (cpu_seconds(moto.proc.pid) - before) / wall
         print(f"query   host : {n} records in {wall:.2f} s = {n / wall:.0f} records/s, CPU {cpu:.2f} s, peak RSS {rss:.1f} MiB; moto busy {busy:.0%}", flush=True)
-        before = moto_cpu(moto)
+        before = cpu_seconds(moto.proc.pid)
         started = time.monotonic()
         with open(os.devnull, "w") as sink:
             got = boto3_query(endpoint, bucket, options.days, sink)
         wall_b = time.monotonic() - started
         assert got == n
         results["query-boto3"] = n / wall_b
-        busy = (moto_cpu(moto) - before) / wall_b
+        busy = (cpu_seconds(moto.proc.pid) - before) / wall_b
         print(f"query   boto3: {n} records in {wall_b:.2f} s = {n / wall_b:.0f} records/s; moto busy {busy:.0%}", flush=True)
 
         with open(os.devnull, "wb") as sink:
@@ -337,8 +292,7 @@ def main():
             flush=True,
         )
     finally:
-        moto.kill()
-        moto.wait()
+        moto.close()
 
 
 if __name__ == "__main__":
