@@ -16,7 +16,7 @@ out=target/adapters
 router=${ROUTER_WASM:-target/component/wasm32-wasip2/release/audit_archiver_transform.wasm}
 wac=${WAC:-.tools/bin/wac}
 if [ ! -x "$wac" ]; then
-  echo "build-adapters: $wac is missing: run scripts/setup.sh (it installs wac-cli)" >&2
+  echo "build-adapters: $wac is missing: run scripts/setup.sh --component-hosts (it installs wac-cli)" >&2
   exit 1
 fi
 if [ -z "${ROUTER_WASM:-}" ]; then

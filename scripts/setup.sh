@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
 # Installs everything the quick start and the tests need, locally and
 # idempotently: the wasm32-wasip2 Rust target, and a git-ignored Python venv
-# (.venv) with moto's S3/SQS server and the other Python tools.
+# (.venv) with moto's S3/SQS server and the other Python tools. With
+# `--component-hosts` (the test suite's setup), also wasmtime-cli and wac-cli
+# for the WASI adapters' tests: a build of minutes once per machine, which the
+# quick start does not need.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+component_hosts=false
+case "${1:-}" in
+  "") ;;
+  --component-hosts) component_hosts=true ;;
+  *) echo "usage: scripts/setup.sh [--component-hosts]" >&2; exit 2 ;;
+esac
 
 # Targets are not installed automatically here (RUSTUP_AUTO_INSTALL=0).
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
@@ -66,5 +75,6 @@ install_tool() { # NAME VERSION BIN CARGO-INSTALL-FLAGS...
   mkdir -p .tools/bin
   ln -sfn "$root/bin/$bin" ".tools/bin/$bin"
 }
+if [ "$component_hosts" = false ]; then exit 0; fi
 install_tool wasmtime-cli 48.0.8 wasmtime --features run,serve,component-model,component-model-async,cranelift,pooling-allocator
 install_tool wac-cli 0.12.0 wac

@@ -6,7 +6,7 @@
 # `jco serve`/`jco run` and `wasmtime serve`/`wasmtime run` and is compared the
 # same way (tests/js/adapters.test.mjs).
 #
-# Assumes `scripts/setup.sh` (the .venv with wasmtime and pytest; wac and the
+# Assumes `scripts/setup.sh --component-hosts` (the .venv with wasmtime and pytest; wac and the
 # wasmtime CLI in .tools/bin) and
 # `cargo build --release --workspace` have run. Installs jco into the
 # git-ignored tests/js/node_modules from the committed package-lock.json, only

@@ -11,7 +11,7 @@ started=$SECONDS
 step() { printf '\n== %s (%ss)\n' "$*" "$((SECONDS - started))"; }
 
 step "setup"
-scripts/setup.sh
+scripts/setup.sh --component-hosts
 
 step "format"
 cargo fmt --all -- --check
