@@ -6,6 +6,7 @@
 use alloc::vec::Vec;
 use core::cell::RefCell;
 
+use crate::packed::{BadLengths, Unpacker};
 use crate::router as r;
 
 wit_bindgen::generate!({
@@ -162,15 +163,11 @@ impl wit::Guest for Component {
     ) -> wit::PackedPlacements {
         // Cut `text` into each message's id and body; lengths that do not
         // add up, or split a character, are the caller's bug: trap.
-        let mut rest = text.as_str();
+        let mut unpacker = Unpacker::new(&text);
         let mut take = |len: u32| {
-            let len = len as usize;
-            if !rest.is_char_boundary(len) {
-                core::arch::wasm32::unreachable();
-            }
-            let (taken, after) = rest.split_at(len);
-            rest = after;
-            taken
+            unpacker
+                .take(len)
+                .unwrap_or_else(|BadLengths| core::arch::wasm32::unreachable())
         };
         let unpacked: Vec<r::Message<'_>> = messages
             .iter()
@@ -182,7 +179,7 @@ impl wit::Guest for Component {
                 sent_ms: m.sent_ms,
             })
             .collect();
-        if !rest.is_empty() {
+        if unpacker.finish().is_err() {
             core::arch::wasm32::unreachable();
         }
         let mut results = Vec::with_capacity(unpacked.len());

@@ -37,12 +37,14 @@
 extern crate alloc;
 // The code uses only `core` and `alloc` (the wasm32 build, which has no std,
 // enforces it). Native builds still link std, unused, because the native
-// `cdylib` needs its allocator and panic handler.
-#[cfg(all(not(test), not(target_arch = "wasm32")))]
+// `cdylib` needs its allocator and panic handler; so does the wasm32 one with
+// the `std` feature (a component that links std on purpose).
+#[cfg(all(not(test), any(not(target_arch = "wasm32"), feature = "std")))]
 extern crate std;
 
 pub mod event;
 pub mod key;
+pub mod packed;
 pub mod queue;
 pub mod router;
 pub mod template;

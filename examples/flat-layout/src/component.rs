@@ -119,15 +119,12 @@ impl wit::Guest for Component {
         text: alloc::string::String,
         messages: Vec<wit::PackedMessage>,
     ) -> wit::PackedPlacements {
-        let mut at = 0;
-        let mut take = |len: u32| {
-            let start = at;
-            at += len as usize;
-            // Lengths past the text or inside a character: the caller's bug.
-            match text.get(start..at) {
-                Some(taken) => alloc::string::String::from(taken),
-                None => core::arch::wasm32::unreachable(),
-            }
+        // Lengths past the text, inside a character or short of its end: the
+        // caller's bug.
+        let mut unpacker = r::packed::Unpacker::new(&text);
+        let mut take = |len: u32| match unpacker.take(len) {
+            Ok(taken) => alloc::string::String::from(taken),
+            Err(_) => core::arch::wasm32::unreachable(),
         };
         let unpacked: Vec<wit::Message> = messages
             .iter()
@@ -139,7 +136,7 @@ impl wit::Guest for Component {
                 sent_ms: m.sent_ms,
             })
             .collect();
-        if at != text.len() {
+        if unpacker.finish().is_err() {
             core::arch::wasm32::unreachable();
         }
         let layout = layout(&s).map_err(wit::RouteError::InvalidSettings);
@@ -149,12 +146,11 @@ impl wit::Guest for Component {
             .map(|m| {
                 let layout = layout.as_ref().map_err(Clone::clone)?;
                 route(layout, m).map(|p| {
-                    placed.push_str(&p.tenant);
-                    placed.push_str(&p.key);
+                    let packed = r::packed::pack(&mut placed, &p.tenant, &p.key, p.time_ms);
                     wit::PackedPlacement {
-                        tenant_len: p.tenant.len() as u32,
-                        key_len: p.key.len() as u32,
-                        time_ms: p.time_ms,
+                        tenant_len: packed.tenant_len as u32,
+                        key_len: packed.key_len as u32,
+                        time_ms: packed.time_ms,
                     }
                 })
             })
