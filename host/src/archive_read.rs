@@ -137,24 +137,12 @@ impl ArchiveReader {
 
     /// Checks that the bucket exists and can be listed.
     pub async fn check_bucket(&self) -> Result<(), BucketError> {
-        let result = self
-            .client
-            .head_bucket()
-            .bucket(&self.bucket)
-            .set_expected_bucket_owner(self.expected_bucket_owner.clone())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(error) => match http_status(&error) {
-                Some(404) => Err(BucketError::NotFound(self.bucket.clone())),
-                Some(403) => Err(BucketError::Denied(self.bucket.clone())),
-                _ => Err(BucketError::Other {
-                    bucket: self.bucket.clone(),
-                    detail: describe(&error),
-                }),
-            },
-        }
+        crate::s3::check_bucket(
+            &self.client,
+            &self.bucket,
+            self.expected_bucket_owner.clone(),
+        )
+        .await
     }
 
     /// Whether Object Lock is enabled on the bucket; `None` when the

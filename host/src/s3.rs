@@ -59,6 +59,33 @@ pub enum BucketError {
     },
 }
 
+/// Checks that `bucket` exists and answers (a `HeadBucket`, with the
+/// expected owner when one is set): the start-up check of the archiver and of
+/// the read commands.
+pub(crate) async fn check_bucket(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    expected_bucket_owner: Option<String>,
+) -> Result<(), BucketError> {
+    let result = client
+        .head_bucket()
+        .bucket(bucket)
+        .set_expected_bucket_owner(expected_bucket_owner)
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(error) => match http_status(&error) {
+            Some(404) => Err(BucketError::NotFound(bucket.to_string())),
+            Some(403) => Err(BucketError::Denied(bucket.to_string())),
+            _ => Err(BucketError::Other {
+                bucket: bucket.to_string(),
+                detail: describe(&error),
+            }),
+        },
+    }
+}
+
 impl S3Archive {
     /// A sink writing to `bucket`.
     pub fn new(client: aws_sdk_s3::Client, bucket: String, options: ObjectOptions) -> Self {
@@ -71,24 +98,12 @@ impl S3Archive {
 
     /// Checks at start-up that the bucket exists and is reachable.
     pub async fn check_bucket(&self) -> Result<(), BucketError> {
-        let result = self
-            .client
-            .head_bucket()
-            .bucket(&self.bucket)
-            .set_expected_bucket_owner(self.options.expected_bucket_owner.clone())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(error) => match http_status(&error) {
-                Some(404) => Err(BucketError::NotFound(self.bucket.clone())),
-                Some(403) => Err(BucketError::Denied(self.bucket.clone())),
-                _ => Err(BucketError::Other {
-                    bucket: self.bucket.clone(),
-                    detail: describe(&error),
-                }),
-            },
-        }
+        check_bucket(
+            &self.client,
+            &self.bucket,
+            self.options.expected_bucket_owner.clone(),
+        )
+        .await
     }
 
     fn failure<E: ProvideErrorMetadata + std::error::Error + 'static>(

@@ -228,8 +228,7 @@ impl MessageSource for SqsSource {
 
 impl MessageQueue for SqsSource {
     async fn delete(&self, queue: &QueueRef, receipts: &[String]) -> Vec<QueueFailure> {
-        let mut failures = Vec::new();
-        for chunk in receipts.chunks(MAX_BATCH) {
+        in_batches(receipts, |chunk| {
             let entries = chunk
                 .iter()
                 .enumerate()
@@ -241,16 +240,13 @@ impl MessageQueue for SqsSource {
                         .expect("id and receipt handle are set")
                 })
                 .collect();
-            let result = self
-                .client
+            self.client
                 .delete_message_batch()
                 .queue_url(&queue.url)
                 .set_entries(Some(entries))
                 .send()
-                .await;
-            collect_failures(chunk, result, &mut failures);
-        }
-        failures
+        })
+        .await
     }
 
     async fn set_visibility(
@@ -259,8 +255,7 @@ impl MessageQueue for SqsSource {
         receipts: &[String],
         seconds: i32,
     ) -> Vec<QueueFailure> {
-        let mut failures = Vec::new();
-        for chunk in receipts.chunks(MAX_BATCH) {
+        in_batches(receipts, |chunk| {
             let entries = chunk
                 .iter()
                 .enumerate()
@@ -273,17 +268,35 @@ impl MessageQueue for SqsSource {
                         .expect("id and receipt handle are set")
                 })
                 .collect();
-            let result = self
-                .client
+            self.client
                 .change_message_visibility_batch()
                 .queue_url(&queue.url)
                 .set_entries(Some(entries))
                 .send()
-                .await;
-            collect_failures(chunk, result, &mut failures);
-        }
-        failures
+        })
+        .await
     }
+}
+
+/// Runs a batch call (delete or visibility) over `receipts`, [`MAX_BATCH`]
+/// at a time (`call` gets each chunk; an entry's id is its index in the
+/// chunk), and gives the entries it could not do.
+async fn in_batches<O, E, Call>(
+    receipts: &[String],
+    mut call: impl FnMut(&[String]) -> Call,
+) -> Vec<QueueFailure>
+where
+    O: BatchFailures,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    Call: std::future::Future<
+        Output = Result<O, SdkError<E, aws_sdk_sqs::config::http::HttpResponse>>,
+    >,
+{
+    let mut failures = Vec::new();
+    for chunk in receipts.chunks(MAX_BATCH) {
+        collect_failures(chunk, call(chunk).await, &mut failures);
+    }
+    failures
 }
 
 /// The entries a batch call (delete or visibility) could not do: all of

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::{load_component, CommandError, Exit};
+use super::{load_component, open_sink, CommandError, Exit};
 use crate::config::{BackfillConfig, FollowSettings, TenantSource};
 use crate::engine::{RouterComponent, RouterInstance};
 use crate::metrics::Counters;
@@ -159,14 +159,7 @@ struct Shared {
 /// Runs `backfill`.
 pub async fn backfill(config: BackfillConfig) -> Result<Exit, CommandError> {
     let component = load_component(&config.routing)?;
-    let clients = crate::aws::clients(&config.aws)
-        .await
-        .map_err(|e| CommandError::Startup(e.to_string()))?;
-    let archive = S3Archive::new(clients.s3, config.bucket.clone(), config.objects.clone());
-    archive
-        .check_bucket()
-        .await
-        .map_err(|e| CommandError::Startup(e.to_string()))?;
+    let (_, archive) = open_sink(&config.aws, &config.bucket, &config.objects).await?;
 
     // Log in to every tenant before anything is written: a refused key is a
     // start-up error (exit 2), an unreachable API a failure (exit 1).

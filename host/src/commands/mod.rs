@@ -89,3 +89,22 @@ pub(crate) async fn stop_on_signal(
         }
     }
 }
+
+/// The AWS clients and the archive in `bucket`, its bucket checked: the
+/// start-up of `run` and `backfill` (a failure is a start-up error).
+pub(super) async fn open_sink(
+    aws: &crate::aws::AwsSettings,
+    bucket: &str,
+    objects: &crate::s3::ObjectOptions,
+) -> Result<(crate::aws::Clients, crate::s3::S3Archive), CommandError> {
+    let clients = crate::aws::clients(aws)
+        .await
+        .map_err(|e| CommandError::Startup(e.to_string()))?;
+    let archive =
+        crate::s3::S3Archive::new(clients.s3.clone(), bucket.to_string(), objects.clone());
+    archive
+        .check_bucket()
+        .await
+        .map_err(|e| CommandError::Startup(e.to_string()))?;
+    Ok((clients, archive))
+}

@@ -10,9 +10,9 @@ use std::io::Write;
 use futures::stream::{self, StreamExt};
 use serde_json::Value;
 
-use super::verify::{rfc3339, unreadable};
+use super::verify::{open_archive, rfc3339, unreadable};
 use super::{CommandError, Exit};
-use crate::archive_read::{ArchiveReader, FetchedObject, ListedObject, ReadError};
+use crate::archive_read::{FetchedObject, ListedObject, ReadError};
 use crate::config::{QueryConfig, QueryFormat, RecordFilters};
 
 /// The record fields the CSV and table outputs show, in order.
@@ -77,18 +77,7 @@ fn any_text_contains(value: &Value, text: &str) -> bool {
 /// Runs `query`.
 pub async fn query(config: QueryConfig) -> Result<Exit, CommandError> {
     let startup = |e: String| CommandError::Startup(e);
-    let clients = crate::aws::clients(&config.read.aws)
-        .await
-        .map_err(|e| startup(e.to_string()))?;
-    let reader = ArchiveReader::new(
-        clients.s3,
-        config.read.bucket.clone(),
-        config.read.expected_bucket_owner.clone(),
-    );
-    reader
-        .check_bucket()
-        .await
-        .map_err(|e| startup(e.to_string()))?;
+    let reader = open_archive(&config.read).await?;
     let tenant = &config.tenant;
     let exists = reader
         .has_prefix(&format!("{tenant}/"))

@@ -10,11 +10,10 @@ use serde::Serialize;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
-use super::{load_component, CommandError, Exit};
+use super::{load_component, open_sink, CommandError, Exit};
 use crate::config::{QueueSelection, RunConfig};
 use crate::health::QueueHealth;
 use crate::metrics::{self, Counters, Snapshot};
-use crate::s3::S3Archive;
 use crate::sqs::{SqsSource, MAX_BATCH};
 use crate::worker::{ComponentRouter, Left, QueueWorker, Shared, WorkerSettings};
 
@@ -34,14 +33,7 @@ struct RunSummary {
 /// Runs `run`.
 pub async fn run(config: RunConfig) -> Result<Exit, CommandError> {
     let component = load_component(&config.routing)?;
-    let clients = crate::aws::clients(&config.aws)
-        .await
-        .map_err(|e| CommandError::Startup(e.to_string()))?;
-    let archive = S3Archive::new(clients.s3, config.bucket.clone(), config.objects.clone());
-    archive
-        .check_bucket()
-        .await
-        .map_err(|e| CommandError::Startup(e.to_string()))?;
+    let (clients, archive) = open_sink(&config.aws, &config.bucket, &config.objects).await?;
     let sqs = SqsSource::new(clients.sqs);
     let queues = match &config.queues {
         QueueSelection::Listed(names) => {

@@ -20,7 +20,7 @@ use tokio::sync::Semaphore;
 use super::{CommandError, Exit};
 use crate::archive_layout::{Day, Layout};
 use crate::archive_read::{ArchiveReader, KeyVersions, ReadError};
-use crate::config::{VerifyConfig, VerifyFormat};
+use crate::config::{ReadConfig, VerifyConfig, VerifyFormat};
 
 /// Prefixes listed at once.
 const PREFIX_WINDOW: usize = 4;
@@ -180,18 +180,7 @@ pub struct Quarantined {
 /// Runs `verify`.
 pub async fn verify(config: VerifyConfig) -> Result<Exit, CommandError> {
     let startup = |e: String| CommandError::Startup(e);
-    let clients = crate::aws::clients(&config.read.aws)
-        .await
-        .map_err(|e| startup(e.to_string()))?;
-    let reader = ArchiveReader::new(
-        clients.s3,
-        config.read.bucket.clone(),
-        config.read.expected_bucket_owner.clone(),
-    );
-    reader
-        .check_bucket()
-        .await
-        .map_err(|e| startup(e.to_string()))?;
+    let reader = open_archive(&config.read).await?;
     let layout = config.read.layout.clone();
     let offset = layout.utc_offset_minutes();
     let top = reader.top_level().await.map_err(|e| unreadable(&e))?;
@@ -325,6 +314,25 @@ pub async fn verify(config: VerifyConfig) -> Result<Exit, CommandError> {
     } else {
         Exit::Failure
     })
+}
+
+/// The reader of the archive `read` names, once its bucket answers
+/// (`verify` and `query`; a failure is a start-up error, exit 2).
+pub(super) async fn open_archive(read: &ReadConfig) -> Result<ArchiveReader, CommandError> {
+    let startup = |e: String| CommandError::Startup(e);
+    let clients = crate::aws::clients(&read.aws)
+        .await
+        .map_err(|e| startup(e.to_string()))?;
+    let reader = ArchiveReader::new(
+        clients.s3,
+        read.bucket.clone(),
+        read.expected_bucket_owner.clone(),
+    );
+    reader
+        .check_bucket()
+        .await
+        .map_err(|e| startup(e.to_string()))?;
+    Ok(reader)
 }
 
 /// A listing failed: the bucket cannot be read (exit 2).
