@@ -753,6 +753,19 @@ mod tests {
         }
     }
 
+    impl MemoryStore {
+        /// A bucket already holding `(key, body, message id)` objects.
+        fn holding(objects: &[(&str, &str, &str)]) -> Self {
+            let store = Self::default();
+            store.objects.lock().unwrap().extend(
+                objects
+                    .iter()
+                    .map(|(key, body, id)| (key.to_string(), (body.to_string(), id.to_string()))),
+            );
+            store
+        }
+    }
+
     /// An in-memory queue; deletes can be made to fail, transiently (the
     /// next `transient_delete_failures` calls) or for good.
     #[derive(Default)]
@@ -762,6 +775,15 @@ mod tests {
         transient_delete_failures: Mutex<u32>,
         deletes_denied: bool,
         delete_calls: Mutex<u32>,
+    }
+
+    impl MemoryQueue {
+        /// The receipts deleted so far, sorted.
+        fn deleted_sorted(&self) -> Vec<String> {
+            let mut deleted = self.deleted.lock().unwrap().clone();
+            deleted.sort();
+            deleted
+        }
     }
 
     impl MessageQueue for MemoryQueue {
@@ -836,24 +858,51 @@ mod tests {
         }
     }
 
+    /// How a test batch is run: from a standard queue, without a shutdown,
+    /// unless the test says otherwise.
+    #[derive(Debug, Clone, Copy, Default)]
+    struct RunAs {
+        fifo: bool,
+        stop: bool,
+    }
+
+    /// Settles a batch from a standard queue; its settlements.
     async fn settle(
         store: &MemoryStore,
         queue_client: &MemoryQueue,
-        fifo: bool,
-        stop: bool,
+        messages: &[ReceivedMessage],
+        routes: Vec<Result<Placement, RouteFailure>>,
+    ) -> (Vec<Settlement>, Counters) {
+        settle_as(RunAs::default(), store, queue_client, messages, routes).await
+    }
+
+    /// Settles a batch run as `run_as`; its settlements.
+    async fn settle_as(
+        run_as: RunAs,
+        store: &MemoryStore,
+        queue_client: &MemoryQueue,
         messages: &[ReceivedMessage],
         routes: Vec<Result<Placement, RouteFailure>>,
     ) -> (Vec<Settlement>, Counters) {
         let (outcome, counters) =
-            settle_batch(store, queue_client, fifo, stop, messages, routes).await;
+            settle_batch_as(run_as, store, queue_client, messages, routes).await;
         (outcome.settlements, counters)
     }
 
+    /// Settles a batch from a standard queue; the whole outcome.
     async fn settle_batch(
         store: &MemoryStore,
         queue_client: &MemoryQueue,
-        fifo: bool,
-        stop: bool,
+        messages: &[ReceivedMessage],
+        routes: Vec<Result<Placement, RouteFailure>>,
+    ) -> (BatchOutcome, Counters) {
+        settle_batch_as(RunAs::default(), store, queue_client, messages, routes).await
+    }
+
+    async fn settle_batch_as(
+        RunAs { fifo, stop }: RunAs,
+        store: &MemoryStore,
+        queue_client: &MemoryQueue,
         messages: &[ReceivedMessage],
         routes: Vec<Result<Placement, RouteFailure>>,
     ) -> (BatchOutcome, Counters) {
@@ -886,8 +935,6 @@ mod tests {
         let (settled, counters) = settle(
             &store,
             &sqs,
-            false,
-            false,
             &messages,
             vec![placed("acme/a.json"), placed("acme/b.json")],
         )
@@ -900,26 +947,20 @@ mod tests {
             store.objects.lock().unwrap()["acme/b.json"],
             (messages[1].body.clone(), "m2".into())
         );
-        let mut deleted = sqs.deleted.lock().unwrap().clone();
-        deleted.sort();
-        assert_eq!(deleted, ["receipt-m1", "receipt-m2"]);
+        assert_eq!(sqs.deleted_sorted(), ["receipt-m1", "receipt-m2"]);
         assert_eq!(counters.snapshot().stored, 2);
         assert_eq!(counters.snapshot().deleted, 2);
     }
 
     #[tokio::test]
     async fn a_redelivery_is_recognised_by_message_id_and_nothing_is_rewritten() {
-        let (store, sqs) = (MemoryStore::default(), MemoryQueue::default());
-        store
-            .objects
-            .lock()
-            .unwrap()
-            .insert("acme/a.json".into(), ("original".into(), "m1".into()));
+        let (store, sqs) = (
+            MemoryStore::holding(&[("acme/a.json", "original", "m1")]),
+            MemoryQueue::default(),
+        );
         let (settled, counters) = settle(
             &store,
             &sqs,
-            false,
-            false,
             &[message("m1", None)],
             vec![placed("acme/a.json")],
         )
@@ -936,17 +977,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_collision_stores_under_the_alternate_key_and_keeps_the_original() {
-        let (store, sqs) = (MemoryStore::default(), MemoryQueue::default());
-        store
-            .objects
-            .lock()
-            .unwrap()
-            .insert("acme/a.json".into(), ("first".into(), "m0".into()));
+        let (store, sqs) = (
+            MemoryStore::holding(&[("acme/a.json", "first", "m0")]),
+            MemoryQueue::default(),
+        );
         let (settled, counters) = settle(
             &store,
             &sqs,
-            false,
-            false,
             &[message("m1", None)],
             vec![placed("acme/a.json")],
         )
@@ -964,22 +1001,13 @@ mod tests {
 
     #[tokio::test]
     async fn when_both_names_hold_other_messages_the_message_stays_in_the_queue() {
-        let (store, sqs) = (MemoryStore::default(), MemoryQueue::default());
-        store
-            .objects
-            .lock()
-            .unwrap()
-            .insert("acme/a.json".into(), ("x".into(), "m0".into()));
-        store
-            .objects
-            .lock()
-            .unwrap()
-            .insert("acme/a-m1.json".into(), ("y".into(), "m9".into()));
+        let (store, sqs) = (
+            MemoryStore::holding(&[("acme/a.json", "x", "m0"), ("acme/a-m1.json", "y", "m9")]),
+            MemoryQueue::default(),
+        );
         let (settled, counters) = settle(
             &store,
             &sqs,
-            false,
-            false,
             &[message("m1", None)],
             vec![placed("acme/a.json")],
         )
@@ -1001,15 +1029,7 @@ mod tests {
         )));
         let unsafe_key = Err(RouteFailure::UnsafePlacement("key ../x".into()));
         let messages = [message("m1", None), message("../../etc", None)];
-        let (settled, counters) = settle(
-            &store,
-            &sqs,
-            false,
-            false,
-            &messages,
-            vec![rejected, unsafe_key],
-        )
-        .await;
+        let (settled, counters) = settle(&store, &sqs, &messages, vec![rejected, unsafe_key]).await;
         assert_eq!(
             settled[0],
             Settlement::Quarantined {
@@ -1037,15 +1057,7 @@ mod tests {
         )));
         let trapped = Err(RouteFailure::ComponentFailed("fuel".into()));
         let messages = [message("m1", None), message("m2", None)];
-        let (settled, _) = settle(
-            &store,
-            &sqs,
-            false,
-            false,
-            &messages,
-            vec![rejected, trapped],
-        )
-        .await;
+        let (settled, _) = settle(&store, &sqs, &messages, vec![rejected, trapped]).await;
         assert!(
             matches!(&settled[0], Settlement::Kept { reason: r, .. } if r.contains("quarantine failed")),
             "{settled:?}"
@@ -1071,8 +1083,6 @@ mod tests {
         let (settled, counters) = settle(
             &store,
             &sqs,
-            false,
-            false,
             &[message("m1", None)],
             vec![placed("acme/a.json")],
         )
@@ -1088,11 +1098,13 @@ mod tests {
     #[tokio::test]
     async fn on_shutdown_unstored_messages_are_released_not_deleted() {
         let (store, sqs) = (MemoryStore::default(), MemoryQueue::default());
-        let (settled, counters) = settle(
+        let (settled, counters) = settle_as(
+            RunAs {
+                stop: true,
+                ..RunAs::default()
+            },
             &store,
             &sqs,
-            false,
-            true,
             &[message("m1", None)],
             vec![placed("acme/a.json")],
         )
@@ -1122,15 +1134,23 @@ mod tests {
             placed("acme/a3.json"),
             placed("acme/b1.json"),
         ];
-        let (settled, _) = settle(&store, &sqs, true, false, &messages, routes).await;
+        let (settled, _) = settle_as(
+            RunAs {
+                fifo: true,
+                ..RunAs::default()
+            },
+            &store,
+            &sqs,
+            &messages,
+            routes,
+        )
+        .await;
         assert!(settled[0].deletable());
         assert!(matches!(settled[1], Settlement::Kept { .. }));
         assert_eq!(settled[2], Settlement::Released, "a3 must not overtake a2");
         assert!(settled[3].deletable());
         assert!(!store.objects.lock().unwrap().contains_key("acme/a3.json"));
-        let mut deleted = sqs.deleted.lock().unwrap().clone();
-        deleted.sort();
-        assert_eq!(deleted, ["receipt-a1", "receipt-b1"]);
+        assert_eq!(sqs.deleted_sorted(), ["receipt-a1", "receipt-b1"]);
     }
 
     #[tokio::test]
@@ -1144,8 +1164,6 @@ mod tests {
         let (outcome, counters) = settle_batch(
             &store,
             &sqs,
-            false,
-            false,
             &messages,
             vec![placed("acme/a.json"), placed("acme/b.json")],
         )
@@ -1168,8 +1186,6 @@ mod tests {
         let (outcome, counters) = settle_batch(
             &store,
             &sqs,
-            false,
-            false,
             &[message("m1", None)],
             vec![placed("acme/a.json")],
         )
@@ -1195,8 +1211,6 @@ mod tests {
         let (outcome, counters) = settle_batch(
             &store,
             &sqs,
-            false,
-            false,
             &messages,
             vec![placed("acme/a.json"), placed("acme/b.json")],
         )
@@ -1230,8 +1244,6 @@ mod tests {
         let (outcome, _) = settle_batch(
             &store,
             &sqs,
-            false,
-            false,
             &[message("m1", None)],
             vec![placed("acme/a.json")],
         )
