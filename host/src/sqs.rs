@@ -6,8 +6,8 @@ use std::collections::HashMap;
 
 use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
-    MessageSystemAttributeName, QueueAttributeName,
+    BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry,
+    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
 };
 
 use crate::aws::{classify, describe, is_denied, FailureKind};
@@ -307,16 +307,15 @@ fn collect_failures<O: BatchFailures, E: ProvideErrorMetadata + std::error::Erro
     failures: &mut Vec<QueueFailure>,
 ) {
     match result {
-        Ok(out) => failures.extend(out.failed_entries().into_iter().filter_map(
-            |(id, code, message, sender_fault)| {
-                let receipt = chunk.get(id.parse::<usize>().ok()?)?;
-                Some(QueueFailure {
-                    receipt: receipt.clone(),
-                    kind: entry_failure_kind(&code, sender_fault),
-                    detail: format!("{code}: {message}"),
-                })
-            },
-        )),
+        Ok(out) => failures.extend(out.failed_entries().iter().filter_map(|entry| {
+            let receipt = chunk.get(entry.id().parse::<usize>().ok()?)?;
+            let code = entry.code();
+            Some(QueueFailure {
+                receipt: receipt.clone(),
+                kind: entry_failure_kind(code, entry.sender_fault()),
+                detail: format!("{code}: {}", entry.message().unwrap_or("")),
+            })
+        })),
         Err(error) => {
             let (kind, detail) = (classify(&error), describe(&error));
             failures.extend(chunk.iter().map(|receipt| QueueFailure {
@@ -340,45 +339,24 @@ fn entry_failure_kind(code: &str, sender_fault: bool) -> FailureKind {
     }
 }
 
-/// The failed entries of an SQS batch response, uniformly.
+/// The failed entries of an SQS batch response (delete or visibility),
+/// which both calls report the same way.
 trait BatchFailures {
-    /// (id, code, message, sender fault) of each failed entry.
-    fn failed_entries(&self) -> Vec<(String, String, String, bool)>;
+    /// Each failed entry.
+    fn failed_entries(&self) -> &[BatchResultErrorEntry];
 }
 
 impl BatchFailures for aws_sdk_sqs::operation::delete_message_batch::DeleteMessageBatchOutput {
-    fn failed_entries(&self) -> Vec<(String, String, String, bool)> {
+    fn failed_entries(&self) -> &[BatchResultErrorEntry] {
         self.failed()
-            .iter()
-            .map(|f| {
-                let message = f.message().unwrap_or("").to_string();
-                (
-                    f.id().to_string(),
-                    f.code().to_string(),
-                    message,
-                    f.sender_fault(),
-                )
-            })
-            .collect()
     }
 }
 
 impl BatchFailures
     for aws_sdk_sqs::operation::change_message_visibility_batch::ChangeMessageVisibilityBatchOutput
 {
-    fn failed_entries(&self) -> Vec<(String, String, String, bool)> {
+    fn failed_entries(&self) -> &[BatchResultErrorEntry] {
         self.failed()
-            .iter()
-            .map(|f| {
-                let message = f.message().unwrap_or("").to_string();
-                (
-                    f.id().to_string(),
-                    f.code().to_string(),
-                    message,
-                    f.sender_fault(),
-                )
-            })
-            .collect()
     }
 }
 
