@@ -22,6 +22,37 @@ pub struct EventRecord {
     pub problem: Option<String>,
 }
 
+impl EventRecord {
+    /// The record's times for the router (first receive, sent), or why it
+    /// cannot be routed: the record's own problem (`invalid-record`), or a
+    /// garbage attribute that is the chosen time (`invalid-time`; one that is
+    /// not chosen does not matter). The texts are `route`'s refusals.
+    pub fn times(
+        &self,
+        first_receive_chosen: bool,
+        sent_chosen: bool,
+    ) -> Result<(Option<u64>, Option<u64>), String> {
+        if let Some(problem) = &self.problem {
+            return Err(format!(
+                "invalid-record: message {:?}: {problem}",
+                self.message_id
+            ));
+        }
+        let time = |value: &Result<Option<u64>, String>, chosen: bool| match value {
+            Ok(ms) => Ok(*ms),
+            Err(problem) if chosen => Err(format!(
+                "invalid-time: message {:?}: {problem}",
+                self.message_id
+            )),
+            Err(_) => Ok(None),
+        };
+        Ok((
+            time(&self.first_receive_ms, first_receive_chosen)?,
+            time(&self.sent_ms, sent_chosen)?,
+        ))
+    }
+}
+
 /// The input is not an event at all.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid --event input: {0}")]

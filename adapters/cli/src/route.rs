@@ -74,29 +74,15 @@ pub fn route(flags: Flags) -> Result<(), CommandError> {
 /// The message for the router, or why the record cannot be one (the host's
 /// `invalid-record` and `invalid-time` refusals, word for word).
 fn message(record: &EventRecord, time_source: TimeSource) -> Result<Message, String> {
-    if let Some(problem) = &record.problem {
-        return Err(format!(
-            "invalid-record: message {:?}: {problem}",
-            record.message_id
-        ));
-    }
-    // A garbage attribute matters only when it is the chosen time.
-    let time = |value: &Result<Option<u64>, String>, chosen: bool| match value {
-        Ok(ms) => Ok(*ms),
-        Err(problem) if chosen => Err(format!(
-            "invalid-time: message {:?}: {problem}",
-            record.message_id
-        )),
-        Err(_) => Ok(None),
-    };
+    let (first_receive_ms, sent_ms) = record.times(
+        matches!(time_source, TimeSource::FirstReceive),
+        matches!(time_source, TimeSource::Sent),
+    )?;
     Ok(Message {
         message_id: record.message_id.clone(),
         queue: record.queue.clone(),
         body: record.body.clone(),
-        first_receive_ms: time(
-            &record.first_receive_ms,
-            matches!(time_source, TimeSource::FirstReceive),
-        )?,
-        sent_ms: time(&record.sent_ms, matches!(time_source, TimeSource::Sent))?,
+        first_receive_ms,
+        sent_ms,
     })
 }

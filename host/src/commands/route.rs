@@ -98,29 +98,15 @@ fn failure_text(failure: &RouteFailure) -> String {
 
 /// The message for the component, or why the record cannot be one.
 fn message(record: &EventRecord, time_source: TimeSource) -> Result<Message<'_>, String> {
-    if let Some(problem) = &record.problem {
-        return Err(format!(
-            "invalid-record: message {:?}: {problem}",
-            record.message_id
-        ));
-    }
-    // A garbage attribute matters only when it is the chosen time.
-    let time = |value: &Result<Option<u64>, String>, chosen: bool| match value {
-        Ok(ms) => Ok(*ms),
-        Err(problem) if chosen => Err(format!(
-            "invalid-time: message {:?}: {problem}",
-            record.message_id
-        )),
-        Err(_) => Ok(None),
-    };
+    let (first_receive_ms, sent_ms) = record.times(
+        time_source == TimeSource::FirstReceive,
+        time_source == TimeSource::Sent,
+    )?;
     Ok(Message {
         message_id: &record.message_id,
         queue: &record.queue,
         body: &record.body,
-        first_receive_ms: time(
-            &record.first_receive_ms,
-            time_source == TimeSource::FirstReceive,
-        )?,
-        sent_ms: time(&record.sent_ms, time_source == TimeSource::Sent)?,
+        first_receive_ms,
+        sent_ms,
     })
 }
