@@ -92,6 +92,25 @@ impl Snapshot {
     }
 }
 
+/// Reads a request head (through its blank line) into `buffer`, however the
+/// client split it into packets; answering before it has all arrived would
+/// read a wrong path and close the socket on unread data, which resets the
+/// connection under the client. `None` if the client left first. A head
+/// longer than the buffer is answered from what fits (the path comes first).
+async fn read_head(socket: &mut tokio::net::TcpStream, buffer: &mut [u8]) -> Option<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match socket.read(&mut buffer[filled..]).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => filled += n,
+        }
+        if buffer[..filled].windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    Some(filled)
+}
+
 /// Serves `GET /metrics` on `listener` until the process ends: the counters,
 /// then each queue's state. Anything else gets 404.
 pub async fn serve(listener: TcpListener, counters: Arc<Counters>, queues: Vec<Arc<QueueHealth>>) {
@@ -104,14 +123,13 @@ pub async fn serve(listener: TcpListener, counters: Arc<Counters>, queues: Vec<A
         let queues = queues.clone();
         tokio::spawn(async move {
             let mut request = [0u8; 2048];
-            let n = match tokio::time::timeout(
+            let Ok(Some(n)) = tokio::time::timeout(
                 std::time::Duration::from_secs(5),
-                socket.read(&mut request),
+                read_head(&mut socket, &mut request),
             )
             .await
-            {
-                Ok(Ok(n)) => n,
-                _ => return,
+            else {
+                return;
             };
             let head = String::from_utf8_lossy(&request[..n]);
             let path = head.split_whitespace().nth(1).unwrap_or("");
