@@ -10,10 +10,12 @@ use audit_archiver_test_kit::{audit_log, collect_pipe, free_port, unique, Moto};
 fn scrape(port: u16, path: &str) -> Option<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    // Sent in pieces on purpose: the endpoint must read the whole head.
+    // Sent in pieces, each its own packet, on purpose: the endpoint must read
+    // the whole head before answering (it once answered the first packet).
+    stream.set_nodelay(true).ok()?;
     for piece in ["GET ", path, " HTTP/1.1\r\nHost: 127.0.0.1\r\n", "\r\n"] {
         stream.write_all(piece.as_bytes()).ok()?;
-        stream.flush().ok()?;
+        std::thread::sleep(Duration::from_millis(10));
     }
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
