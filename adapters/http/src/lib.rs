@@ -11,7 +11,8 @@
 //! component) and nothing outside the `wasi:http/proxy` world. That is why it
 //! is `no_std`: Rust's std for `wasm32-wasip2` would also import
 //! `wasi:cli/environment`, `exit` and `terminal-*`, which a proxy host need not
-//! provide. Hence its own allocator and panic handler, as in `transform/`.
+//! provide. Hence `crates/guest-support` for the allocator and panic handler, as in
+//! `transform/`.
 #![no_std]
 
 extern crate alloc;
@@ -28,47 +29,9 @@ use wasip2::io::streams::StreamError;
 
 use api::{Answer, MAX_BODY_BYTES};
 
-#[global_allocator]
-static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
-
-#[panic_handler]
-fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
-    // A trap: the host ends the request with its own error (nothing here
-    // panics on input; only a broken invariant would).
-    core::arch::wasm32::unreachable()
-}
-
-/// The canonical ABI's allocation entry point (std would provide it): the
-/// router's answers and the host's request data are copied in through it.
-///
-/// # Safety
-/// Called by the component runtime with a valid previous allocation (or
-/// `old_len == 0`) and a power-of-two `align`.
-#[no_mangle]
-pub unsafe extern "C" fn cabi_realloc(
-    old_ptr: *mut u8,
-    old_len: usize,
-    align: usize,
-    new_len: usize,
-) -> *mut u8 {
-    use alloc::alloc::{alloc, realloc, Layout};
-    if new_len == 0 {
-        return align as *mut u8;
-    }
-    let ptr = if old_len == 0 {
-        alloc(Layout::from_size_align_unchecked(new_len, align))
-    } else {
-        realloc(
-            old_ptr,
-            Layout::from_size_align_unchecked(old_len, align),
-            new_len,
-        )
-    };
-    if ptr.is_null() {
-        core::arch::wasm32::unreachable();
-    }
-    ptr
-}
+// The allocator, the trapping panic handler and `cabi_realloc`, shared by
+// every no_std component of the project.
+use audit_archiver_guest_support as _;
 
 struct Handler;
 
