@@ -94,6 +94,8 @@ pub struct FetchedObject {
     pub metadata: HashMap<String, String>,
     /// The stored SHA-256 checksum (base64), when there is one.
     pub checksum_sha256: Option<String>,
+    /// The version read, on a versioned bucket.
+    pub version_id: Option<String>,
     /// The Object Lock retention: mode and retain-until (epoch ms).
     pub retention: Option<(String, i64)>,
     /// The body, or why it could not be read in full (a checksum mismatch
@@ -259,6 +261,7 @@ impl ArchiveReader {
             .map_err(|e| self.error("GetObject", key, &e))?;
         let metadata = output.metadata().cloned().unwrap_or_default();
         let checksum_sha256 = output.checksum_sha256().map(str::to_string);
+        let version_id = output.version_id().map(str::to_string);
         let retention = match (
             output.object_lock_mode(),
             output.object_lock_retain_until_date(),
@@ -285,6 +288,7 @@ impl ArchiveReader {
         Ok(FetchedObject {
             metadata,
             checksum_sha256,
+            version_id,
             retention,
             body,
         })

@@ -28,6 +28,9 @@ pub struct Clients {
     pub s3: aws_sdk_s3::Client,
     /// SQS.
     pub sqs: aws_sdk_sqs::Client,
+    /// KMS: signs digests (`--digest-kms-key-id`) and gives `verify` the
+    /// public key. Building it makes no request.
+    pub kms: aws_sdk_kms::Client,
 }
 
 /// The region could not be determined.
@@ -72,6 +75,10 @@ pub async fn clients(settings: &AwsSettings) -> Result<Clients, NoRegion> {
     let s3 = aws_sdk_s3::config::Builder::from(&shared)
         .force_path_style(settings.endpoint_url.is_some())
         .retry_config(retry.clone())
+        .timeout_config(s3_timeouts.clone())
+        .build();
+    let kms = aws_sdk_kms::config::Builder::from(&shared)
+        .retry_config(retry.clone())
         .timeout_config(s3_timeouts)
         .build();
     // No stalled-stream protection for SQS: a long poll legitimately sends
@@ -87,6 +94,7 @@ pub async fn clients(settings: &AwsSettings) -> Result<Clients, NoRegion> {
     Ok(Clients {
         s3: aws_sdk_s3::Client::from_conf(s3),
         sqs: aws_sdk_sqs::Client::from_conf(sqs),
+        kms: aws_sdk_kms::Client::from_conf(kms),
     })
 }
 

@@ -21,6 +21,7 @@ pub mod permissions;
 pub mod pipeline;
 pub mod prisma;
 pub mod s3;
+pub mod seal;
 pub mod sqs;
 pub mod worker;
 

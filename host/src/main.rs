@@ -34,6 +34,10 @@ fn main() -> ExitCode {
             audit_archiver::init_logging(config::LogFormat::Text);
             block_on(commands::query::query(config))
         }),
+        Command::Seal(args) => args.validate().map_err(startup).and_then(|config| {
+            audit_archiver::init_logging(config::LogFormat::Text);
+            block_on(commands::seal::seal(config))
+        }),
         Command::Lambda(args) => commands::lambda::lambda(*args),
         Command::Backfill(args) => args.validate().map_err(startup).and_then(|config| {
             audit_archiver::init_logging(config.routing.log_format);

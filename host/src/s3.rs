@@ -5,6 +5,7 @@
 
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, ObjectLockMode, ServerSideEncryption, StorageClass};
 use aws_smithy_types::DateTime;
@@ -96,6 +97,15 @@ impl S3Archive {
         }
     }
 
+    /// The same bucket, read-only, with the same expected owner.
+    pub fn reader(&self) -> crate::archive_read::ArchiveReader {
+        crate::archive_read::ArchiveReader::new(
+            self.client.clone(),
+            self.bucket.clone(),
+            self.options.expected_bucket_owner.clone(),
+        )
+    }
+
     /// Checks at start-up that the bucket exists and is reachable.
     pub async fn check_bucket(&self) -> Result<(), BucketError> {
         check_bucket(
@@ -151,6 +161,39 @@ impl S3Archive {
         }
     }
 
+    /// Stores a digest (gzipped JSON) only if nothing exists under `key`,
+    /// with its signature in user metadata, the bucket's encryption
+    /// settings and Object Lock retention, as every archived object.
+    pub async fn put_digest_if_absent(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        metadata: Vec<(&'static str, String)>,
+    ) -> Result<PutOutcome, StoreError> {
+        let checksum = aws_smithy_types::base64::encode(Sha256::digest(&body));
+        let mut request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .if_none_match("*")
+            .content_type("application/json")
+            .content_encoding("gzip")
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .checksum_sha256(checksum)
+            .set_expected_bucket_owner(self.options.expected_bucket_owner.clone())
+            .body(ByteStream::from(body));
+        for (name, value) in metadata {
+            request = request.metadata(name, value);
+        }
+        request = self.with_object_options(request);
+        match request.send().await {
+            Ok(_) => Ok(PutOutcome::Created),
+            Err(error) if http_status(&error) == Some(412) => Ok(PutOutcome::AlreadyExists),
+            Err(error) => Err(self.failure("PutObject", key, &error)),
+        }
+    }
+
     /// Every key under `prefix` (ListObjectsV2, all pages).
     pub async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         let mut keys = Vec::new();
@@ -179,6 +222,28 @@ impl S3Archive {
     }
 }
 
+impl S3Archive {
+    /// Encryption, storage class and Object Lock retention: what every
+    /// archived object and digest is written with.
+    fn with_object_options(&self, mut request: PutObjectFluentBuilder) -> PutObjectFluentBuilder {
+        if let Some(sse) = &self.options.sse {
+            request = request
+                .server_side_encryption(ServerSideEncryption::from(sse.as_str()))
+                .set_ssekms_key_id(self.options.sse_kms_key_id.clone());
+        }
+        if let Some(class) = &self.options.storage_class {
+            request = request.storage_class(StorageClass::from(class.as_str()));
+        }
+        if let Some((mode, days)) = &self.options.object_lock {
+            let until = chrono::Utc::now() + chrono::Duration::days(i64::from(*days));
+            request = request
+                .object_lock_mode(ObjectLockMode::from(mode.as_str()))
+                .object_lock_retain_until_date(DateTime::from_secs(until.timestamp()));
+        }
+        request
+    }
+}
+
 impl ArchiveStore for S3Archive {
     async fn put_if_absent(&self, object: &ArchiveObject<'_>) -> Result<PutOutcome, StoreError> {
         let body = object.body.as_bytes();
@@ -200,20 +265,7 @@ impl ArchiveStore for S3Archive {
         for (name, value) in &object.metadata {
             request = request.metadata(*name, value);
         }
-        if let Some(sse) = &self.options.sse {
-            request = request
-                .server_side_encryption(ServerSideEncryption::from(sse.as_str()))
-                .set_ssekms_key_id(self.options.sse_kms_key_id.clone());
-        }
-        if let Some(class) = &self.options.storage_class {
-            request = request.storage_class(StorageClass::from(class.as_str()));
-        }
-        if let Some((mode, days)) = &self.options.object_lock {
-            let until = chrono::Utc::now() + chrono::Duration::days(i64::from(*days));
-            request = request
-                .object_lock_mode(ObjectLockMode::from(mode.as_str()))
-                .object_lock_retain_until_date(DateTime::from_secs(until.timestamp()));
-        }
+        request = self.with_object_options(request);
         match request.send().await {
             Ok(_) => Ok(PutOutcome::Created),
             Err(error) if http_status(&error) == Some(412) => Ok(PutOutcome::AlreadyExists),

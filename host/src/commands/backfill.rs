@@ -131,6 +131,9 @@ struct BackfillSummary {
     throttled: u64,
     /// Retried API requests and S3 stores.
     retries: u64,
+    /// What sealing did, when a digest key is given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sealed: Option<crate::seal::Sealed>,
 }
 
 /// Progress shared by the tenants, for the progress line and the summary.
@@ -159,7 +162,11 @@ struct Shared {
 /// Runs `backfill`.
 pub async fn backfill(config: BackfillConfig) -> Result<Exit, CommandError> {
     let component = load_component(&config.routing)?;
-    let (_, archive) = open_sink(&config.aws, &config.bucket, &config.objects).await?;
+    let (clients, archive) = open_sink(&config.aws, &config.bucket, &config.objects).await?;
+    let sealer = match &config.seal {
+        Some(seal) => Some(Arc::new(super::open_sealer(&clients, &archive, seal)?)),
+        None => None,
+    };
 
     // Log in to every tenant before anything is written: a refused key is a
     // start-up error (exit 2), an unreachable API a failure (exit 1).
@@ -233,6 +240,10 @@ pub async fn backfill(config: BackfillConfig) -> Result<Exit, CommandError> {
     let started = Instant::now();
     let progress_line = terminal.then(|| tokio::spawn(show_progress(shared.clone(), started)));
 
+    let (stop_sealing, sealing_stopped) = watch::channel(false);
+    let sealing = sealer
+        .clone()
+        .map(|sealer| tokio::spawn(crate::seal::seal_periodically(sealer, sealing_stopped)));
     let mut tasks = JoinSet::new();
     for (source, client) in sources {
         let task = TenantRun {
@@ -261,6 +272,21 @@ pub async fn backfill(config: BackfillConfig) -> Result<Exit, CommandError> {
         eprintln!();
     }
 
+    // Seal what is closed; later periods are sealed by `run`, `seal` or
+    // the next backfill.
+    let _ = stop_sealing.send(true);
+    if let Some(task) = sealing {
+        let _ = task.await;
+    }
+    let sealed = match &sealer {
+        Some(sealer) => {
+            if let Err(error) = sealer.seal_all(crate::seal::now_ms()).await {
+                tracing::error!(%error, "the last sealing pass failed; `audit-archiver seal` completes it");
+            }
+            Some(sealer.totals().await)
+        }
+        None => None,
+    };
     let counters = shared.counters.snapshot();
     let progress = &shared.progress;
     let summary = BackfillSummary {
@@ -276,6 +302,7 @@ pub async fn backfill(config: BackfillConfig) -> Result<Exit, CommandError> {
         requests: api_counters.requests.load(Ordering::Relaxed),
         throttled: api_counters.throttled.load(Ordering::Relaxed),
         retries: api_counters.retries.load(Ordering::Relaxed) + counters.retries,
+        sealed,
     };
     tracing::info!(
         records = summary.records,

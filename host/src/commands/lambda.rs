@@ -25,6 +25,7 @@ use crate::engine::{
 use crate::metrics::Counters;
 use crate::pipeline::{BatchRun, PipelineSettings, QueueRef, ReceivedMessage, Settlement};
 use crate::s3::S3Archive;
+use crate::seal::{BucketDigests, Sealer};
 
 /// The variables the Lambda service sets for a custom runtime; the runtime
 /// loop cannot start without them.
@@ -71,7 +72,7 @@ pub fn lambda(args: LambdaArgs) -> Result<Exit, CommandError> {
             }
         };
         lambda_runtime::run(lambda_runtime::service_fn(
-            move |event: LambdaEvent<SqsEvent>| {
+            move |event: LambdaEvent<serde_json::Value>| {
                 let function = function.clone();
                 async move { function.invoke(event).await }
             },
@@ -114,6 +115,9 @@ async fn report_init_error(error_type: &str, message: &str) {
 struct Function {
     router: Mutex<RouterInstance>,
     archive: S3Archive,
+    /// Seals on scheduled invocations (an EventBridge rule): SQS
+    /// invocations alone never see an hour in which nothing arrived.
+    sealer: Option<Sealer<BucketDigests>>,
     pipeline: PipelineSettings,
     time_source: TimeSource,
     deadline_margin: Duration,
@@ -142,11 +146,22 @@ impl Function {
         let clients = crate::aws::clients(&config.aws)
             .await
             .map_err(|e| name_env(crate::config::ConfigError(e.to_string())).0)?;
-        let archive = S3Archive::new(clients.s3, config.bucket.clone(), config.objects.clone());
+        let archive = S3Archive::new(
+            clients.s3.clone(),
+            config.bucket.clone(),
+            config.objects.clone(),
+        );
         archive
             .check_bucket()
             .await
             .map_err(|e| format!("S3_BUCKET_NAME (--bucket): {e}"))?;
+        let sealer = match &config.seal {
+            Some(seal) => Some(
+                super::open_sealer(&clients, &archive, seal)
+                    .map_err(|e| name_env(crate::config::ConfigError(e.to_string())).0)?,
+            ),
+            None => None,
+        };
         tracing::info!(
             bucket = %config.bucket,
             component = component.origin(),
@@ -157,19 +172,55 @@ impl Function {
         Ok(Function {
             router: Mutex::new(router),
             archive,
+            sealer,
             pipeline: config.pipeline.clone(),
             time_source: config.routing.settings.time_source,
             deadline_margin: config.deadline_margin,
         })
     }
 
-    async fn invoke(&self, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, InvalidEvent> {
+    /// An SQS event is archived; a scheduled event (EventBridge) seals.
+    async fn invoke(
+        &self,
+        event: LambdaEvent<serde_json::Value>,
+    ) -> Result<serde_json::Value, InvalidEvent> {
         let (event, context) = event.into_parts();
         let deadline = UNIX_EPOCH + Duration::from_millis(context.deadline);
         let span = tracing::info_span!("invocation", request_id = %context.request_id);
-        self.settle_event(event, deadline, &context.request_id)
+        if is_scheduled(&event) {
+            return self.seal().instrument(span).await;
+        }
+        let event: SqsEvent = serde_json::from_value(event).map_err(|e| {
+            InvalidEvent(format!(
+                "neither an SQS event nor a scheduled event (EventBridge): {e}"
+            ))
+        })?;
+        let response = self
+            .settle_event(event, deadline, &context.request_id)
             .instrument(span)
+            .await?;
+        Ok(serde_json::to_value(response).expect("a batch response serialises"))
+    }
+
+    /// Seals every closed period; a failure fails the invocation, so the
+    /// scheduler's retry (or the next tick) completes it.
+    async fn seal(&self) -> Result<serde_json::Value, InvalidEvent> {
+        let Some(sealer) = &self.sealer else {
+            return Err(InvalidEvent(
+                "a scheduled invocation seals digests, but no digest key is set: set AUDIT_ARCHIVER_DIGEST_KMS_KEY_ID (--digest-kms-key-id)".into(),
+            ));
+        };
+        let sealed = sealer
+            .seal_all(crate::seal::now_ms())
             .await
+            .map_err(|e| InvalidEvent(format!("sealing failed: {e}")))?;
+        tracing::info!(
+            digests_written = sealed.digests_written,
+            digests_found = sealed.digests_found,
+            chains = sealed.chains,
+            "sealed"
+        );
+        Ok(serde_json::json!({ "sealed": sealed }))
     }
 
     async fn settle_event(
@@ -339,6 +390,14 @@ impl From<InvalidEvent> for Diagnostic {
             error_message: error.0,
         }
     }
+}
+
+/// An EventBridge scheduled event (`"source": "aws.events"`, `"detail-type":
+/// "Scheduled Event"`), as the rule in deploy/cloudformation.yaml sends.
+fn is_scheduled(event: &serde_json::Value) -> bool {
+    event.get("Records").is_none()
+        && (event.get("source").and_then(|s| s.as_str()) == Some("aws.events")
+            || event.get("detail-type").and_then(|s| s.as_str()) == Some("Scheduled Event"))
 }
 
 /// The records, in event order. A record without a `messageId` cannot be named

@@ -5,6 +5,7 @@ pub mod lambda;
 pub mod query;
 pub mod route;
 pub mod run;
+pub mod seal;
 pub mod verify;
 
 /// How a command ended, as a process exit code.
@@ -107,4 +108,22 @@ pub(super) async fn open_sink(
         .await
         .map_err(|e| CommandError::Startup(e.to_string()))?;
     Ok((clients, archive))
+}
+
+/// The sealer of `archive`'s bucket with the configured key: `run`,
+/// `lambda`, `backfill` and `seal`. An unusable key file is a start-up error.
+pub(super) fn open_sealer(
+    clients: &crate::aws::Clients,
+    archive: &crate::s3::S3Archive,
+    seal: &crate::seal::SealConfig,
+) -> Result<crate::seal::Sealer<crate::seal::BucketDigests>, CommandError> {
+    let signer = seal
+        .signer(clients)
+        .map_err(|e| CommandError::Startup(e.to_string()))?;
+    let store = crate::seal::BucketDigests::new(archive.reader(), Some(archive.clone()));
+    Ok(crate::seal::Sealer::new(
+        store,
+        signer,
+        seal.settings.clone(),
+    ))
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
-use super::{load_component, open_sink, CommandError, Exit};
+use super::{load_component, open_sealer, open_sink, CommandError, Exit};
 use crate::config::{QueueSelection, RunConfig};
 use crate::health::QueueHealth;
 use crate::metrics::{self, Counters, Snapshot};
@@ -28,13 +28,20 @@ struct RunSummary {
     counters: Snapshot,
     #[serde(skip_serializing_if = "Option::is_none")]
     left: Option<Left>,
+    /// What sealing did, when a digest key is given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sealed: Option<crate::seal::Sealed>,
 }
 
 /// Runs `run`.
 pub async fn run(config: RunConfig) -> Result<Exit, CommandError> {
     let component = load_component(&config.routing)?;
     let (clients, archive) = open_sink(&config.aws, &config.bucket, &config.objects).await?;
-    let sqs = SqsSource::new(clients.sqs);
+    let sealer = match &config.seal {
+        Some(seal) => Some(Arc::new(open_sealer(&clients, &archive, seal)?)),
+        None => None,
+    };
+    let sqs = SqsSource::new(clients.sqs.clone());
     let queues = match &config.queues {
         QueueSelection::Listed(names) => {
             let mut queues = Vec::new();
@@ -96,6 +103,10 @@ pub async fn run(config: RunConfig) -> Result<Exit, CommandError> {
             pipeline: config.pipeline.clone(),
         },
     });
+    let (stop_sealing, sealing_stopped) = watch::channel(false);
+    let sealing = sealer
+        .clone()
+        .map(|sealer| tokio::spawn(crate::seal::seal_periodically(sealer, sealing_stopped)));
     let mut workers = JoinSet::new();
     let mut left = Left::default();
     for (queue, health) in queues.into_iter().zip(health) {
@@ -127,11 +138,26 @@ pub async fn run(config: RunConfig) -> Result<Exit, CommandError> {
     if let Some(stats) = stats {
         stats.abort();
     }
+    // One last pass, so a batch job leaves every closed period sealed.
+    let _ = stop_sealing.send(true);
+    if let Some(task) = sealing {
+        let _ = task.await;
+    }
+    let sealed = match &sealer {
+        Some(sealer) => {
+            if let Err(error) = sealer.seal_all(crate::seal::now_ms()).await {
+                tracing::error!(%error, "the last sealing pass failed; `audit-archiver seal` or the next run completes it");
+            }
+            Some(sealer.totals().await)
+        }
+        None => None,
+    };
     let snapshot = counters.snapshot();
     snapshot.log("audit-archiver finished");
     let summary = RunSummary {
         counters: snapshot,
         left: config.drain.then_some(left),
+        sealed,
     };
     println!(
         "{}",

@@ -3,8 +3,10 @@
 //! once, with every version and delete marker in one `ListObjectVersions`
 //! per prefix), reads each current object with checksum validation on
 //! (bounded concurrency), and checks it against its own metadata and the
-//! key layout. Prints a report per tenant and day; exit 0 when there is no
-//! finding, 1 when there is one.
+//! key layout. Where signed digests exist (or with `--digests`), also proves
+//! each chain (`crate::seal::validate`) and prints `validate-logs`' counts,
+//! with one line per problem on stderr. Prints a report per tenant and day;
+//! exit 0 when there is no finding, 1 when there is one.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write};
@@ -21,6 +23,9 @@ use super::{CommandError, Exit};
 use crate::archive_layout::{Day, Layout};
 use crate::archive_read::{ArchiveReader, KeyVersions, ReadError};
 use crate::config::{ReadConfig, VerifyConfig, VerifyFormat};
+use crate::seal::kms::KmsKey;
+use crate::seal::validate::{validate, ChainReport, ValidateSettings};
+use crate::seal::{BucketDigests, PublicKey};
 
 /// Prefixes listed at once.
 const PREFIX_WINDOW: usize = 4;
@@ -199,10 +204,11 @@ pub async fn verify(config: VerifyConfig) -> Result<Exit, CommandError> {
         .next()
         .unwrap_or_default()
         .to_string();
+    let digest_top = crate::seal::sealer::top_folder(&config.digests.digest_prefix);
     let mut tally = Tally::default();
     let mut known = Vec::new();
     for prefix in &top.prefixes {
-        if *prefix == quarantine_top || *prefix == state_top {
+        if *prefix == quarantine_top || *prefix == state_top || *prefix == digest_top {
             continue;
         }
         let name = prefix.trim_end_matches('/');
@@ -294,7 +300,15 @@ pub async fn verify(config: VerifyConfig) -> Result<Exit, CommandError> {
     }
     let quarantined = quarantined(&reader, &layout, &config).await?;
 
-    let report = Report::new(&config, &tenants, tally, quarantined, object_lock);
+    let mut report = Report::new(&config, &tenants, tally, quarantined, object_lock);
+    let has_quarantine = top.prefixes.contains(&quarantine_top);
+    report.digests = prove_digests(
+        &config,
+        &reader,
+        &tenants,
+        has_quarantine.then_some(&quarantine_top),
+    )
+    .await?;
     let mut stdout = std::io::stdout().lock();
     let written = match config.format {
         VerifyFormat::Json => serde_json::to_writer_pretty(&mut stdout, &report)
@@ -309,11 +323,82 @@ pub async fn verify(config: VerifyConfig) -> Result<Exit, CommandError> {
             )));
         }
     }
-    Ok(if report.findings.is_empty() {
+    if let Some(digests) = &report.digests {
+        let mut stderr = std::io::stderr().lock();
+        for problem in &digests.problems {
+            let _ = writeln!(stderr, "{problem}");
+        }
+    }
+    let digests_valid = report.digests.as_ref().is_none_or(|d| d.valid());
+    Ok(if report.findings.is_empty() && digests_valid {
         Exit::Success
     } else {
         Exit::Failure
     })
+}
+
+/// The signed digests proved, when they exist or `--digests` asks: the
+/// chains of the verified tenants, and of the quarantine when every tenant
+/// is verified. `None` when there is nothing to prove.
+async fn prove_digests(
+    config: &VerifyConfig,
+    reader: &ArchiveReader,
+    tenants: &[String],
+    quarantine_top: Option<&String>,
+) -> Result<Option<ChainReport>, CommandError> {
+    let check = &config.digests;
+    let present = reader
+        .has_prefix(&check.digest_prefix)
+        .await
+        .map_err(|e| unreadable(&e))?;
+    if !present && !check.required {
+        return Ok(None);
+    }
+    let key = match (&check.public_key, &check.kms_key_id) {
+        (Some(path), _) => PublicKey::from_pem_file(path)
+            .map_err(|e| CommandError::Startup(e.to_string()))?,
+        (None, Some(key_id)) => {
+            let clients = crate::aws::clients(&config.read.aws)
+                .await
+                .map_err(|e| CommandError::Startup(e.to_string()))?;
+            KmsKey::new(clients.kms, key_id.clone())
+                .public_key()
+                .await
+                .map_err(CommandError::Startup)?
+        }
+        (None, None) => {
+            return Err(CommandError::Startup(format!(
+                "s3://{}/{} holds signed digests: pass --public-key FILE (PEM) or --digest-kms-key-id KEY to prove them",
+                reader.bucket(),
+                check.digest_prefix
+            )))
+        }
+    };
+    let mut chains = tenants.to_vec();
+    if config.tenants.is_empty() {
+        if let Some(quarantine) = quarantine_top {
+            chains.push(quarantine.trim_end_matches('/').to_string());
+        }
+    }
+    let settings = ValidateSettings {
+        digest_prefix: check.digest_prefix.clone(),
+        chains,
+        from_ms: config.from_ms,
+        expect_until_ms: check.expect_until_ms,
+        concurrency: config.read.concurrency,
+    };
+    let layout = config.read.layout.clone();
+    let offset = layout.utc_offset_minutes();
+    // The time a key's date claims: the end of its day.
+    let claimed = move |key: &str| {
+        let tenant = key.split('/').next()?;
+        Some(layout.shape(key, tenant)?.day?.end_ms(offset))
+    };
+    let store = BucketDigests::new(reader.clone(), None);
+    let report = validate(&store, &key, &settings, &claimed)
+        .await
+        .map_err(|e| CommandError::Runtime(anyhow::anyhow!("proving the digests: {e}")))?;
+    Ok(Some(report))
 }
 
 /// The reader of the archive `read` names, once its bucket answers
@@ -671,6 +756,9 @@ pub struct Report {
     pub quarantined: Vec<Quarantined>,
     /// One per key with something wrong, sorted by key.
     pub findings: Vec<Finding>,
+    /// The signed digests' proof, when there are digests (or `--digests`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digests: Option<ChainReport>,
 }
 
 impl Report {
@@ -736,6 +824,7 @@ impl Report {
             undated: tally.undated,
             quarantined,
             findings: tally.findings,
+            digests: None,
         }
     }
 
@@ -835,7 +924,44 @@ impl Report {
             self.findings.len(),
             self.quarantined.len(),
             self.empty_days.len()
-        )
+        )?;
+        if let Some(digests) = &self.digests {
+            writeln!(out, "\nSIGNED DIGESTS ({} chain(s))", digests.chains.len())?;
+            for (chain, extent) in &digests.chains {
+                writeln!(
+                    out,
+                    "  {chain}: {} digest(s) from {} to {}",
+                    extent.digests,
+                    extent.first_start.as_deref().unwrap_or("-"),
+                    extent.newest_end.as_deref().unwrap_or("-")
+                )?;
+            }
+            writeln!(
+                out,
+                "{}/{} digest files valid",
+                digests.valid_digest_files, digests.digest_files
+            )?;
+            writeln!(
+                out,
+                "{}/{} log files valid",
+                digests.valid_log_files, digests.log_files
+            )?;
+            if digests.unsealed > 0 {
+                writeln!(
+                    out,
+                    "{} object(s) delivered after their chain's newest digest, not sealed yet",
+                    digests.unsealed
+                )?;
+            }
+            if !digests.valid() {
+                writeln!(
+                    out,
+                    "DIGEST PROBLEMS: {} (listed on stderr)",
+                    digests.problems.len()
+                )?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use super::defaults::{self, with_default};
 use super::file::{option_group, ConfigFile};
+use super::seal::{DigestLocationArgs, SealArgs};
 use super::shared::{
     BucketArgs, ConcurrencyArgs, LayoutArgs, ObjectArgs, RoutingArgs, RoutingConfig, SandboxArgs,
     StateArgs,
@@ -42,6 +43,10 @@ pub struct BackfillArgs {
     pub concurrency: ConcurrencyArgs,
     #[command(flatten)]
     pub objects: ObjectArgs,
+    #[command(flatten)]
+    pub digest: DigestLocationArgs,
+    #[command(flatten)]
+    pub seal: SealArgs,
 }
 
 option_group! {
@@ -226,6 +231,8 @@ pub struct BackfillConfig {
     pub state_prefix: String,
     /// API pacing and retries.
     pub api: ClientSettings,
+    /// Sealing what was written, when a digest key is given.
+    pub seal: Option<crate::seal::SealConfig>,
 }
 
 /// Reads an access key from `--credentials-file` or the environment. Errors
@@ -347,6 +354,9 @@ impl BackfillArgs {
         let (from_ms, to_ms, follow) = self.range.validate(routing.settings.utc_offset_minutes)?;
         let concurrency = file.under(self.concurrency)?.validate()?;
         let state_prefix = file.under(self.state)?.validate()?;
+        let seal = file
+            .under(self.seal)?
+            .validate(file.under(self.digest)?, &[&state_prefix])?;
         let api = api.validate()?;
         let objects = file
             .under(self.objects)?
@@ -367,6 +377,7 @@ impl BackfillArgs {
             follow,
             state_prefix,
             api,
+            seal,
         })
     }
 }

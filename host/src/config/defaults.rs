@@ -16,6 +16,12 @@ pub const READ_CONCURRENCY: usize = 32;
 pub const QUARANTINE_PREFIX: &str = "_quarantine/";
 /// `--state-prefix`: `backfill`'s checkpoints.
 pub const STATE_PREFIX: &str = "_state/";
+/// `--digest-prefix`: the signed digests, one chain per tenant under it.
+pub const DIGEST_PREFIX: &str = "_digest/";
+/// `--digest-period-mins`: CloudTrail's hour.
+pub const DIGEST_PERIOD_MINS: f64 = 60.0;
+/// `--digest-delay-mins`: a period is sealed this long after its end.
+pub const DIGEST_DELAY_MINS: f64 = 15.0;
 /// `--visibility-timeout-secs`.
 pub const VISIBILITY_TIMEOUT_SECS: u32 = 60;
 /// `--wait-time-secs`: SQS's longest long poll.

@@ -93,6 +93,9 @@ fn known_keys() -> &'static [&'static str] {
             keys_of::<QueueArgs>(),
             keys_of::<MetricsArgs>(),
             keys_of::<PrismaApiArgs>(),
+            keys_of::<DigestLocationArgs>(),
+            keys_of::<SealArgs>(),
+            keys_of::<DigestCheckArgs>(),
         ]
         .concat();
         keys.sort_unstable();

@@ -10,7 +10,10 @@ use clap::Args;
 
 use super::defaults::{self, with_default};
 use super::file::ConfigFile;
-use super::shared::{BucketArgs, LayoutArgs, ObjectArgs, RoutingArgs, RoutingConfig, SandboxArgs};
+use super::seal::{DigestLocationArgs, SealArgs};
+use super::shared::{
+    BucketArgs, LayoutArgs, ObjectArgs, RoutingArgs, RoutingConfig, SandboxArgs, StateArgs,
+};
 use super::validate::check_range;
 use super::{bad, Cli, ConfigError, LogFormat};
 use crate::aws::AwsSettings;
@@ -35,6 +38,15 @@ pub struct LambdaArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub sandbox: SandboxArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub state: StateArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub digest: DigestLocationArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub seal: SealArgs,
 
     #[allow(missing_docs)]
     #[arg(
@@ -77,6 +89,8 @@ pub struct LambdaConfig {
     pub objects: ObjectOptions,
     /// See [`LambdaArgs::deadline_margin_ms`].
     pub deadline_margin: Duration,
+    /// Sealing on scheduled invocations, when a digest key is given.
+    pub seal: Option<crate::seal::SealConfig>,
     /// The precompiled component to load, if any.
     pub precompiled: Option<PathBuf>,
 }
@@ -121,6 +135,10 @@ impl LambdaArgs {
         let objects = file
             .under(self.objects)?
             .validate(bucket.expected_bucket_owner)?;
+        let state_prefix = file.under(self.state)?.validate()?;
+        let seal = file
+            .under(self.seal)?
+            .validate(file.under(self.digest)?, &[&state_prefix])?;
 
         let precompiled = match self.precompiled {
             Some(path) if component_given => {
@@ -148,6 +166,7 @@ impl LambdaArgs {
             },
             objects,
             deadline_margin: Duration::from_millis(margin_ms),
+            seal,
             precompiled,
         })
     }

@@ -18,6 +18,7 @@ pub mod file;
 mod lambda;
 mod read;
 mod run;
+mod seal;
 mod shared;
 pub mod validate;
 
@@ -31,6 +32,9 @@ pub use read::{
     VerifyArgs, VerifyConfig, VerifyFormat,
 };
 pub use run::{MetricsArgs, QueueArgs, QueueSelection, RouteArgs, RouteConfig, RunArgs, RunConfig};
+pub use seal::{
+    DigestCheck, DigestCheckArgs, DigestLocationArgs, SealArgs, SealCommandArgs, SealCommandConfig,
+};
 pub use shared::{
     parse_utc_offset, BucketArgs, BucketConfig, ConcurrencyArgs, LayoutArgs, ObjectArgs,
     RoutingArgs, RoutingConfig, SandboxArgs, StateArgs,
@@ -95,6 +99,13 @@ pub enum Command {
     ///
     /// Example: audit-archiver backfill --bucket acme-audit-archive --tenant acme --api-url https://api.prismacloud.io --from 2026-08-01
     Backfill(Box<BackfillArgs>),
+    /// Write the signed digest of every closed period of every tenant's
+    /// chain (and the quarantine's) up to now, idempotently: for an
+    /// operator, a cron job, or after `backfill`. `run`, `lambda` and
+    /// `backfill` seal by themselves when given a digest key.
+    ///
+    /// Example: audit-archiver seal --bucket acme-audit-archive --digest-kms-key-id alias/audit-digest
+    Seal(Box<SealCommandArgs>),
 }
 
 /// `--time-source` values.

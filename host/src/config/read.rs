@@ -9,6 +9,7 @@ use clap::{Args, ValueEnum};
 
 use super::defaults::{self, with_default};
 use super::file::ConfigFile;
+use super::seal::{DigestCheck, DigestCheckArgs, DigestLocationArgs};
 use super::shared::{BucketArgs, LayoutArgs, StateArgs};
 use super::validate::{check_range, check_tenant, settings_error_message};
 use super::{bad, ConfigError};
@@ -71,6 +72,14 @@ pub struct VerifyArgs {
     /// Output: a readable report, or one JSON document. [default: table]
     #[arg(long, value_enum)]
     pub format: Option<VerifyFormat>,
+
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub digest: DigestLocationArgs,
+
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub digest_check: DigestCheckArgs,
 }
 
 /// `query` options.
@@ -199,6 +208,8 @@ pub struct VerifyConfig {
     pub to_ms: Option<i64>,
     /// Output format.
     pub format: VerifyFormat,
+    /// What to prove of the signed digests.
+    pub digests: DigestCheck,
 }
 
 /// Exact-match and substring filters of `query`.
@@ -311,6 +322,10 @@ fn check_order(from_ms: i64, to_ms: i64, from: &str, to: &str) -> Result<(), Con
 impl VerifyArgs {
     /// Merges and validates `verify` options.
     pub fn validate(self) -> Result<VerifyConfig, ConfigError> {
+        let file = ConfigFile::read(self.read.config.as_deref())?;
+        let digests = file
+            .under(self.digest_check)?
+            .validate(file.under(self.digest)?)?;
         let read = self.read.validate()?;
         let offset = read.layout.utc_offset_minutes();
         let from_ms = self
@@ -348,6 +363,7 @@ impl VerifyArgs {
             from_ms,
             to_ms,
             format: self.format.unwrap_or_default(),
+            digests,
         })
     }
 }

@@ -8,8 +8,10 @@ use clap::Args;
 
 use super::defaults::{self, with_default};
 use super::file::{option_group, ConfigFile};
+use super::seal::{DigestLocationArgs, SealArgs};
 use super::shared::{
     BucketArgs, ConcurrencyArgs, LayoutArgs, ObjectArgs, RoutingArgs, RoutingConfig, SandboxArgs,
+    StateArgs,
 };
 use super::validate::check_range;
 use super::{bad, ConfigError};
@@ -37,6 +39,12 @@ pub struct RunArgs {
     pub metrics: MetricsArgs,
     #[command(flatten)]
     pub sandbox: SandboxArgs,
+    #[command(flatten)]
+    pub state: StateArgs,
+    #[command(flatten)]
+    pub digest: DigestLocationArgs,
+    #[command(flatten)]
+    pub seal: SealArgs,
 }
 
 option_group! {
@@ -144,6 +152,8 @@ pub struct RunConfig {
     pub metrics_addr: Option<SocketAddr>,
     /// Period of the counters' log line.
     pub stats_interval: Option<Duration>,
+    /// Sealing, when a digest key is given.
+    pub seal: Option<crate::seal::SealConfig>,
 }
 
 impl RunArgs {
@@ -163,6 +173,10 @@ impl RunArgs {
             .under(self.objects)?
             .validate(bucket.expected_bucket_owner)?;
         let metrics = file.under(self.metrics)?;
+        let state_prefix = file.under(self.state)?.validate()?;
+        let seal = file
+            .under(self.seal)?
+            .validate(file.under(self.digest)?, &[&state_prefix])?;
         let stats = metrics
             .stats_interval_secs
             .unwrap_or(defaults::STATS_INTERVAL_SECS);
@@ -182,6 +196,7 @@ impl RunArgs {
             objects,
             metrics_addr: metrics.metrics_addr,
             stats_interval: (stats > 0).then(|| Duration::from_secs(stats)),
+            seal,
         })
     }
 }
