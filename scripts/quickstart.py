@@ -76,6 +76,18 @@ def show(endpoint, bucket):
     print(f"{len(keys)} objects")
 
 
+def tamper(endpoint, bucket):
+    """Rewrites one archived log as an intruder with write access would:
+    an unconditional PUT keeping its metadata. Prints the key."""
+    s3, _ = clients(endpoint)
+    key = next(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="acme/")["Contents"])
+    head = s3.head_object(Bucket=bucket, Key=key)
+    forged = audit_log("mallory@example.com", int(time.time() * 1000), "DELETE", "TEST-0")
+    s3.put_object(Bucket=bucket, Key=key, Body=forged.encode(), Metadata=head["Metadata"],
+                  ContentType="application/json")
+    print(key)
+
+
 if __name__ == "__main__":
     command, endpoint, bucket = sys.argv[1:4]
-    {"seed": seed, "show": show}[command](endpoint, bucket)
+    {"seed": seed, "show": show, "tamper": tamper}[command](endpoint, bucket)

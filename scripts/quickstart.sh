@@ -2,7 +2,9 @@
 # Quick start, no AWS account needed: starts a local S3/SQS endpoint (moto) on
 # a free loopback port, creates two tenant queues (one FIFO) and a bucket,
 # sends sample audit logs (two in the same second among them), runs
-# `audit-archiver run --drain`, prints the archive tree and the summary, and
+# `audit-archiver run --drain` sealing signed digests with a local key, prints
+# the archive tree and the summary, proves the archive with `verify`, then
+# rewrites one object as an intruder would and shows `verify` catching it, and
 # stops the endpoint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +16,8 @@ port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1
 endpoint="http://127.0.0.1:$port"
 .venv/bin/moto_server -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
 moto_pid=$!
-trap 'kill $moto_pid 2>/dev/null || true' EXIT
+keys=$(mktemp -d)
+trap 'kill $moto_pid 2>/dev/null || true; rm -rf "$keys"' EXIT
 .venv/bin/python - "$endpoint" <<'PY'
 import sys, time, urllib.request
 for _ in range(300):
@@ -33,11 +36,37 @@ mapfile -t queues < <(.venv/bin/python scripts/quickstart.py seed "$endpoint" "$
 echo "quickstart: local endpoint $endpoint, bucket $bucket, queues:"
 printf '  %s\n' "${queues[@]}"
 
-echo "quickstart: audit-archiver run --drain --key-template seed --time-source event"
+# The digests' signing key (KMS in production) and the public key an auditor
+# holds. Periods of 3 s here so the demo needs not wait an hour.
+openssl genpkey -algorithm ed25519 -out "$keys/digest-key.pem" 2>/dev/null
+openssl pkey -in "$keys/digest-key.pem" -pubout -out "$keys/digest-key.pub.pem"
+sealing=(--digest-key-file "$keys/digest-key.pem" --digest-period-mins 0.05 --digest-delay-mins 0)
+
+echo "quickstart: audit-archiver run --drain --key-template seed --time-source event --digest-key-file digest-key.pem"
 target/release/audit-archiver run --drain \
   --endpoint-url "$endpoint" --bucket "$bucket" \
   --queue "${queues[0]}" --queue "${queues[1]}" \
-  --key-template seed --time-source event --stats-interval-secs 0
+  --key-template seed --time-source event --stats-interval-secs 0 "${sealing[@]}"
+
+sleep 3
+echo "quickstart: audit-archiver seal (the periods closed since)"
+target/release/audit-archiver seal --endpoint-url "$endpoint" --bucket "$bucket" "${sealing[@]}"
 
 echo
 .venv/bin/python scripts/quickstart.py show "$endpoint" "$bucket"
+
+echo
+echo "quickstart: audit-archiver verify --public-key digest-key.pub.pem"
+target/release/audit-archiver verify --endpoint-url "$endpoint" --bucket "$bucket" \
+  --key-template seed --public-key "$keys/digest-key.pub.pem" | tail -n 4
+
+tampered=$(.venv/bin/python scripts/quickstart.py tamper "$endpoint" "$bucket")
+echo
+echo "quickstart: an intruder rewrote $tampered (body and metadata); verify again"
+if target/release/audit-archiver verify --endpoint-url "$endpoint" --bucket "$bucket" \
+  --key-template seed --public-key "$keys/digest-key.pub.pem" >/dev/null 2>"$keys/problems"; then
+  echo "quickstart: verify did not catch the tampered object" >&2
+  exit 1
+fi
+grep ' INVALID: ' "$keys/problems"
+echo "quickstart: verify exits 1: the change is proven"

@@ -26,6 +26,8 @@ fi
 missing=()
 command -v objdump >/dev/null || missing+=(binutils)
 command -v zip >/dev/null || missing+=(zip)
+# openssl makes the digests' keys in the quick start and the tests.
+command -v openssl >/dev/null || missing+=(openssl)
 command -v promtool >/dev/null || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}"

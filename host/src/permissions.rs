@@ -1,5 +1,6 @@
-//! The AWS actions the host calls, in one place: the archiver's (`run`) and
-//! the auditor's (`verify`, `query`), which only read.
+//! The AWS actions the host calls, in one place: the archiver's (`run`), the
+//! sealer's (`seal`, and `run`, `backfill` and the Lambda function, which seal
+//! too) and the auditor's (`verify`, `query`), which only read.
 //!
 //! The IAM policies in the README and the host and auditor roles in
 //! `deploy/cloudformation.yaml` are checked against these lists by a test
@@ -8,7 +9,10 @@
 //! holding exactly the README's host policy while moto enforces IAM: a new call
 //! on that path needing a permission the policy lacks fails the test. The
 //! Lambda function's role in the template is checked against
-//! [`lambda_actions`], the auditor's policy against [`auditor_actions`].
+//! [`lambda_actions`], the auditor's policy against [`auditor_actions`]. The
+//! same test checks the digest key's key policy: only the host's and the
+//! function's roles may `kms:Sign` ([`DIGEST_SIGN_ACTIONS`]), the auditor gets
+//! [`AUDITOR_DIGEST_KEY_ACTIONS`].
 
 /// SQS actions on the tenant queues. `DeleteMessageBatch` and
 /// `ChangeMessageVisibilityBatch` are authorised by the single-message actions.
@@ -39,7 +43,15 @@ pub const S3_OBJECT_LOCK_ACTIONS: &[&str] = &["s3:PutObjectRetention"];
 /// KMS-encrypted queues).
 pub const KMS_ACTIONS: &[&str] = &["kms:Decrypt", "kms:GenerateDataKey"];
 
-/// Every action `run` (the archiver) may call, sorted: the host's policy.
+/// KMS actions needed only with `--digest-kms-key-id` (digests signed by an
+/// asymmetric AWS KMS key; a `--digest-key-file` needs none): `Sign`, with
+/// `RSASSA_PKCS1_V1_5_SHA_256` and `MessageType=RAW`, on the digest key only.
+/// Only the writer (the host, the Lambda function) gets it: never the auditor,
+/// never anyone else, so a digest signed by the key was written by the writer.
+pub const DIGEST_SIGN_ACTIONS: &[&str] = &["kms:Sign"];
+
+/// Every action `run` (the archiver, which also seals) and `backfill` may
+/// call, sorted: the host's policy.
 pub fn all_actions() -> Vec<&'static str> {
     let mut all: Vec<&'static str> = [
         SQS_QUEUE_ACTIONS,
@@ -47,6 +59,24 @@ pub fn all_actions() -> Vec<&'static str> {
         S3_BUCKET_ACTIONS,
         S3_OBJECT_ACTIONS,
         S3_OBJECT_LOCK_ACTIONS,
+        KMS_ACTIONS,
+        DIGEST_SIGN_ACTIONS,
+    ]
+    .concat();
+    all.sort_unstable();
+    all
+}
+
+/// Every action `seal` may call, sorted: list the bucket, read the archived
+/// objects and the earlier digests, write the new digests (conditional
+/// `PutObject` under the digest prefix), sign them with a KMS digest key
+/// ([`DIGEST_SIGN_ACTIONS`]), and [`KMS_ACTIONS`] only when the bucket uses
+/// SSE-KMS. A subset of the host's and of the Lambda function's policies.
+pub fn seal_actions() -> Vec<&'static str> {
+    let mut all: Vec<&'static str> = [
+        S3_BUCKET_ACTIONS,
+        S3_OBJECT_ACTIONS,
+        DIGEST_SIGN_ACTIONS,
         KMS_ACTIONS,
     ]
     .concat();
@@ -78,12 +108,19 @@ pub const AUDITOR_OBJECT_ACTIONS: &[&str] = &[
 /// KMS actions the read commands need only when the bucket uses SSE-KMS.
 pub const AUDITOR_KMS_ACTIONS: &[&str] = &["kms:Decrypt"];
 
+/// KMS actions on the digest key, only when digests are signed by KMS:
+/// `verify` fetches the public key (`GetPublicKey`) and checks the signatures
+/// itself; `kms:Verify` is not called by the host, it lets an auditor check a
+/// signature with KMS as well (`aws kms verify`). Never `kms:Sign`.
+pub const AUDITOR_DIGEST_KEY_ACTIONS: &[&str] = &["kms:GetPublicKey", "kms:Verify"];
+
 /// Every action the read commands may call, sorted: the auditor's policy.
 pub fn auditor_actions() -> Vec<&'static str> {
     let mut all: Vec<&'static str> = [
         AUDITOR_BUCKET_ACTIONS,
         AUDITOR_OBJECT_ACTIONS,
         AUDITOR_KMS_ACTIONS,
+        AUDITOR_DIGEST_KEY_ACTIONS,
     ]
     .concat();
     all.sort_unstable();
@@ -105,7 +142,8 @@ pub const LAMBDA_LOG_ACTIONS: &[&str] = &["logs:CreateLogStream", "logs:PutLogEv
 
 /// Every action the Lambda function's role needs, sorted: the event source
 /// mapping's, the log's, and the same S3 (and optional Object Lock and KMS)
-/// actions as the host.
+/// actions as the host, and `kms:Sign` on the digest key for the scheduled
+/// sealing invocations.
 pub fn lambda_actions() -> Vec<&'static str> {
     let mut all: Vec<&'static str> = [
         LAMBDA_SQS_ACTIONS,
@@ -114,6 +152,7 @@ pub fn lambda_actions() -> Vec<&'static str> {
         S3_OBJECT_ACTIONS,
         S3_OBJECT_LOCK_ACTIONS,
         KMS_ACTIONS,
+        DIGEST_SIGN_ACTIONS,
     ]
     .concat();
     all.sort_unstable();

@@ -6,6 +6,7 @@
 
 mod bad_input;
 mod common;
+mod digests;
 mod least_privilege;
 mod query;
 mod verify;
