@@ -58,7 +58,7 @@ echo
 echo
 echo "quickstart: audit-archiver verify --public-key digest-key.pub.pem"
 target/release/audit-archiver verify --endpoint-url "$endpoint" --bucket "$bucket" \
-  --key-template seed --public-key "$keys/digest-key.pub.pem" | tail -n 4
+  --key-template seed --public-key "$keys/digest-key.pub.pem" | tail -n 7
 
 tampered=$(.venv/bin/python scripts/quickstart.py tamper "$endpoint" "$bucket")
 echo

@@ -893,3 +893,102 @@ async fn an_api_outage_mid_range_exits_1_keeps_checkpoints_and_a_rerun_finishes(
     assert_eq!(all.len(), 10);
     assert!(checkpoints.iter().all(|c| all.contains(c)));
 }
+
+/// A late backfill into an archive that `run` already sealed: the old
+/// records are delivered now, so they land in later digests of the same
+/// chain, and the whole chain (run's objects, backfill's, the checkpoints
+/// left out) proves valid.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_late_backfill_lands_in_later_digests_and_the_chain_verifies() {
+    let records = records(200, 1, 5);
+    let api = FakePrisma::start(
+        records.clone(),
+        100,
+        Faults {
+            every_429: 1_000,
+            every_500: 1_000,
+            every_revoke: 1_000,
+            reset_at: None,
+        },
+    )
+    .await;
+    let moto = Moto::start().await;
+    let bucket = moto.bucket().await;
+    let dir = kit::temp_dir("backfill-digests");
+    let (key, public) = kit::openssl_keys(&dir, "digest");
+    let period = (1.0f64 / 60.0).to_string();
+    let sealing = [
+        "--digest-key-file",
+        key.to_str().unwrap(),
+        "--digest-period-mins",
+        period.as_str(),
+        "--digest-delay-mins",
+        "0",
+    ];
+
+    // First the live archive: two messages drained and sealed.
+    let queue = moto.tenant_queue(TENANT, false).await;
+    for n in 0..2 {
+        let now = chrono::Utc::now().timestamp_millis() as u64;
+        moto.send(&queue, &kit::audit_log("alice@example.com", now, n), None)
+            .await;
+    }
+    let mut drain = vec![
+        "run",
+        "--drain",
+        "--bucket",
+        bucket.as_str(),
+        "--queue",
+        queue.as_str(),
+    ];
+    drain.extend_from_slice(&sealing);
+    let output = moto.run(&drain);
+    assert!(output.status.success(), "{}", stderr(&output));
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let mut seal = vec!["seal", "--bucket", bucket.as_str()];
+    seal.extend_from_slice(&sealing);
+    assert!(moto.run(&seal).status.success());
+    let sealed_before = moto
+        .keys(&bucket)
+        .await
+        .into_iter()
+        .filter(|k| k.starts_with("_digest/acme/"))
+        .count();
+    assert!(sealed_before >= 1);
+
+    // Then five days of January, months late.
+    let mut extra = vec!["--api-requests-per-sec", "50"];
+    extra.extend_from_slice(&sealing);
+    let args = backfill_args(&bucket, &api.url, ("2026-01-01", "2026-01-05"), &extra);
+    let output = kit::run_with_limit(with_keys(moto.command(&args)), Duration::from_secs(120));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(summary(&output)["sealed"]["chains"].as_u64().unwrap() >= 1);
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert!(moto.run(&seal).status.success());
+
+    let archived = moto
+        .keys(&bucket)
+        .await
+        .into_iter()
+        .filter(|k| k.starts_with("acme/"))
+        .count() as u64;
+    assert_eq!(archived, records.len() as u64 + 2);
+    let output = moto.run(&[
+        "verify",
+        "--bucket",
+        &bucket,
+        "--public-key",
+        public.to_str().unwrap(),
+        "--digests",
+        "--format",
+        "json",
+    ]);
+    let report = kit::stdout_json(&output);
+    let proof = &report["digests"];
+    assert_eq!(proof["problems"], serde_json::json!([]), "{proof:#}");
+    assert_eq!(proof["log_files"], archived, "{proof:#}");
+    assert_eq!(proof["valid_log_files"], archived);
+    // The January records were listed by digests written after the live
+    // ones: nothing went back into a sealed period.
+    assert!(proof["chains"]["acme"]["digests"].as_u64().unwrap() as usize > sealed_before);
+}

@@ -536,3 +536,91 @@ fn the_packaged_binary_needs_no_glibc_newer_than_al2023s() {
     );
     assert!(!table.contains("GLIBC_PRIVATE"), "no private glibc symbol");
 }
+
+/// An EventBridge scheduled event, as AWS documents it ("Amazon EventBridge
+/// events": `source` aws.events, `detail-type` Scheduled Event).
+fn scheduled_event() -> serde_json::Value {
+    serde_json::json!({
+        "version": "0",
+        "id": kit::unique("event"),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": "2026-12-04T09:15:00Z",
+        "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/audit-archiver-seal"],
+        "detail": {}
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_invocation_seals_and_its_retry_in_a_new_environment_forks_nothing() {
+    let moto = Moto::start().await;
+    let bucket = moto.bucket().await;
+    let api = RuntimeApi::start().await;
+    let dir = kit::temp_dir("lambda-digests");
+    let (key, public) = kit::openssl_keys(&dir, "digest");
+    let period = (1.0f64 / 60.0).to_string();
+    let env = [
+        ("AUDIT_ARCHIVER_DIGEST_KEY_FILE", key.to_str().unwrap()),
+        ("AUDIT_ARCHIVER_DIGEST_PERIOD_MINS", period.as_str()),
+        ("AUDIT_ARCHIVER_DIGEST_DELAY_MINS", "0"),
+    ];
+    let function = Function::start(&package_dir(), &api, &moto.endpoint, Some(&bucket), &env);
+    let acme = Mapping::new(&moto, &kit::unique("acme")).await;
+    for n in 0..6 {
+        moto.send(
+            &acme.url,
+            &audit_log("alice@example.com", now_ms(), n),
+            None,
+        )
+        .await;
+    }
+    let messages = acme.receive_all(&moto, 6, 30).await;
+    let outcome = api.invoke(&acme.event(&messages), ROOMY).await;
+    assert_eq!(acme.apply(&moto, &messages, &outcome).await.len(), 6);
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+
+    let sealed = |outcome: &runtime_api::Outcome| match outcome {
+        runtime_api::Outcome::Response { body, .. } => body["sealed"].clone(),
+        other => panic!("the scheduled invocation failed: {other:?}"),
+    };
+    let event = scheduled_event();
+    let first = sealed(&api.invoke(&event, ROOMY).await);
+    assert!(first["digests_written"].as_u64().unwrap() >= 1, "{first}");
+    assert_eq!(first["objects_listed"], 6, "{first}");
+    // The same event again, to a new execution environment (Lambda retries
+    // a failed asynchronous invocation, possibly elsewhere): it continues
+    // from the chain in the bucket.
+    drop(function);
+    let retry_env = Function::start(&package_dir(), &api, &moto.endpoint, Some(&bucket), &env);
+    let retried = sealed(&api.invoke(&event, ROOMY).await);
+    assert_eq!(retried["objects_listed"], 0, "{retried}");
+    drop(retry_env);
+
+    let output = moto.run(&[
+        "verify",
+        "--bucket",
+        &bucket,
+        "--public-key",
+        public.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(kit::exit_code(&output), 0, "{}", kit::stderr(&output));
+    let proof = &kit::stdout_json(&output)["digests"];
+    assert_eq!(proof["valid_log_files"], 6, "{proof:#}");
+    assert_eq!(proof["digest_files"], proof["valid_digest_files"]);
+
+    // Without a key, a scheduled invocation fails and says which variable.
+    let keyless = Function::start(&package_dir(), &api, &moto.endpoint, Some(&bucket), &[]);
+    match api.invoke(&event, ROOMY).await {
+        runtime_api::Outcome::Error { body, .. } => assert!(
+            body.to_string()
+                .contains("AUDIT_ARCHIVER_DIGEST_KMS_KEY_ID"),
+            "{body}"
+        ),
+        other => panic!("a keyless scheduled invocation succeeded: {other:?}"),
+    }
+    drop(keyless);
+}

@@ -7,12 +7,13 @@
 //! the README tells users to.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use audit_archiver_test_kit::{
-    audit_log, daemon_args, exit_code, repo_root, stderr, stdout_json, unique, Host, Moto,
+    audit_log, daemon_args, exit_code, openssl_keys, repo_root, stderr, stdout_json, temp_dir,
+    Host, Moto,
 };
 
 use crate::common::put_raw;
@@ -27,41 +28,6 @@ fn fast_sealing(key: &Path) -> Vec<String> {
         "--digest-delay-mins".into(),
         "0".into(),
     ]
-}
-
-/// An Ed25519 key pair made with openssl: (private, public) PEM files.
-fn openssl_keys(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let private = dir.join(format!("{name}.pem"));
-    let public = dir.join(format!("{name}.pub.pem"));
-    let ok = |args: &[&str]| {
-        let status = Command::new("openssl")
-            .args(args)
-            .status()
-            .expect("openssl");
-        assert!(status.success(), "openssl {args:?}");
-    };
-    ok(&[
-        "genpkey",
-        "-algorithm",
-        "ed25519",
-        "-out",
-        private.to_str().unwrap(),
-    ]);
-    ok(&[
-        "pkey",
-        "-in",
-        private.to_str().unwrap(),
-        "-pubout",
-        "-out",
-        public.to_str().unwrap(),
-    ]);
-    (private, public)
-}
-
-fn temp_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(unique("digests"));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// The independent checker's verdict: (exit code, its JSON).
@@ -176,7 +142,7 @@ fn verify(moto: &Moto, bucket: &str, extra: &[&str]) -> Output {
 async fn a_sealed_archive_proves_valid_and_every_tampering_is_named_once() {
     let moto = Moto::start().await;
     let bucket = moto.versioned_bucket().await;
-    let dir = temp_dir();
+    let dir = temp_dir("digests");
     let (key, public) = openssl_keys(&dir, "digest");
     let acme = moto.tenant_queue("acme", true).await;
     let beta = moto.tenant_queue("beta", false).await;

@@ -4,13 +4,14 @@
 //! `audit-archiver` binary ([`binary`], [`Moto::command`], [`Host`]), what it
 //! prints ([`summary`]), workloads of documented Prisma Cloud audit logs
 //! ([`audit_log`], [`Moto::send_logs`]), a fault-injecting proxy ([`proxy`]),
-//! polling with a deadline ([`wait_for`]) and the final audit of a bucket
-//! against what was sent ([`audit()`]).
+//! polling with a deadline ([`wait_for`]), the final audit of a bucket
+//! against what was sent ([`audit()`]), and digest keys ([`openssl_keys`]).
 //!
 //! There is no skipping: without moto (run `scripts/setup.sh`) every test
 //! that starts one fails.
 
 mod audit;
+mod keys;
 mod moto;
 mod process;
 pub mod proxy;
@@ -20,6 +21,7 @@ mod workload;
 use std::path::PathBuf;
 
 pub use audit::{audit, Audit};
+pub use keys::{openssl_keys, temp_dir};
 pub use moto::{free_port, Moto, StoredObject};
 pub use process::{
     collect_pipe, counter, exit_code, run_with_limit, stderr, stdout_json, summary, summary_of,
