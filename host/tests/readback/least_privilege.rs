@@ -3,11 +3,12 @@
 //! and the commands run with the keys of a user holding exactly that policy.
 //!
 //! moto 5.2.5 authorises a bucket HEAD as `s3:HeadBucket` (AWS: `s3:ListBucket`);
-//! the test policy adds that alias and nothing else.
+//! the test policy adds that alias and nothing else. It also checks every KMS
+//! call against the resource `*` (it has no `_determine_resource` for KMS), so
+//! the KMS statements' resource is widened to `*` for it: their actions are
+//! what is tested.
 
-use audit_archiver_test_kit::{
-    self as kit, audit_log, exit_code, repo_root, stderr, stdout_json, Moto,
-};
+use audit_archiver_test_kit::{self as kit, audit_log, exit_code, stderr, stdout_json, Moto};
 use aws_sdk_s3::primitives::ByteStream;
 use serde_json::{json, Value};
 
@@ -15,19 +16,32 @@ use crate::common::{archive, bucket, put_raw, DAY, T};
 
 /// The JSON block after `<!-- auditor-iam-policy -->`, for `bucket`.
 fn readme_auditor_policy(bucket: &str) -> Value {
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
-    let block = readme
-        .split("<!-- auditor-iam-policy -->")
-        .nth(1)
-        .and_then(|after| after.split("```json").nth(1))
-        .and_then(|rest| rest.split("```").next())
-        .expect("the README's auditor policy block");
-    let text = block
-        .replace("REGION", "us-east-1")
-        .replace("ACCOUNT_ID", "123456789012")
-        .replace("BUCKET", bucket)
-        .replace("KEY_ID", "*");
-    let mut policy: Value = serde_json::from_str(&text).expect("the policy is JSON");
+    with_head_bucket(
+        kit::readme_policy("auditor-iam-policy", bucket, "*"),
+        bucket,
+    )
+}
+
+/// For moto: the KMS statements' resource as the `*` it checks against.
+fn kms_on_any_resource(mut policy: Value) -> Value {
+    for statement in policy["Statement"].as_array_mut().unwrap() {
+        let actions = match &statement["Action"] {
+            Value::String(one) => vec![one.clone()],
+            Value::Array(all) => all
+                .iter()
+                .filter_map(|a| a.as_str().map(str::to_string))
+                .collect(),
+            _ => vec![],
+        };
+        if actions.iter().any(|a| a.starts_with("kms:")) {
+            statement["Resource"] = json!("*");
+        }
+    }
+    policy
+}
+
+/// moto's name for a bucket HEAD, granted as AWS's `s3:ListBucket` is.
+fn with_head_bucket(mut policy: Value, bucket: &str) -> Value {
     policy["Statement"].as_array_mut().unwrap().push(json!({
         "Sid": "MotoHeadBucket", "Effect": "Allow", "Action": "s3:HeadBucket",
         "Resource": format!("arn:aws:s3:::{bucket}"),
@@ -171,4 +185,98 @@ async fn the_readme_auditor_policy_reads_everything_and_writes_nothing() {
             "{what} must be refused to the auditor"
         );
     }
+}
+
+/// The README's policies and the digest key: the host's seals with KMS
+/// (`kms:Sign` on that key and nothing more), the auditor's proves the
+/// chain with the key's public half and cannot sign one digest.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_readme_policies_seal_with_kms_and_the_auditor_cannot_sign() {
+    let moto = Moto::start().await;
+    let bucket = bucket(&moto, false, false).await;
+    let kms = aws_sdk_kms::Client::new(
+        &aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(&moto.endpoint)
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "testing", "testing", None, None, "admin",
+            ))
+            .load()
+            .await,
+    );
+    let key = kms
+        .create_key()
+        .key_spec(aws_sdk_kms::types::KeySpec::Rsa2048)
+        .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
+        .send()
+        .await
+        .unwrap();
+    let key = key.key_metadata().unwrap();
+    let (key_id, key_arn) = (key.key_id(), key.arn().unwrap());
+    archive(
+        &moto,
+        &bucket,
+        &[("acme", audit_log("alice@example.com", T, 1))],
+        &[],
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let host = moto.iam_user(
+        "host",
+        &kms_on_any_resource(with_head_bucket(
+            kit::readme_policy("host-iam-policy", &bucket, key_id),
+            &bucket,
+        )),
+    );
+    let auditor = moto.iam_user(
+        "auditor",
+        &kms_on_any_resource(with_head_bucket(
+            kit::readme_policy("auditor-iam-policy", &bucket, key_id),
+            &bucket,
+        )),
+    );
+    let period = (1.0f64 / 60.0).to_string();
+    let seal = [
+        "seal",
+        "--bucket",
+        &bucket,
+        "--digest-kms-key-id",
+        key_arn,
+        "--digest-period-mins",
+        &period,
+        "--digest-delay-mins",
+        "0",
+    ];
+    let as_user = |keys: &(String, String), args: &[&str]| {
+        let mut command = moto.command(args);
+        command
+            .env("AWS_ACCESS_KEY_ID", &keys.0)
+            .env("AWS_SECRET_ACCESS_KEY", &keys.1);
+        kit::run_with_limit(command, std::time::Duration::from_secs(120))
+    };
+
+    moto.enforce_iam(true).await;
+    let forged = as_user(&auditor, &seal);
+    let sealed = as_user(&host, &seal);
+    let proved = as_user(
+        &auditor,
+        &[
+            "verify",
+            "--bucket",
+            &bucket,
+            "--digest-kms-key-id",
+            key_arn,
+            "--format",
+            "json",
+        ],
+    );
+    moto.enforce_iam(false).await;
+
+    assert_ne!(exit_code(&forged), 0, "the auditor sealed");
+    assert!(stderr(&forged).contains("kms:Sign"), "{}", stderr(&forged));
+    assert_eq!(exit_code(&sealed), 0, "{}", stderr(&sealed));
+    assert_eq!(exit_code(&proved), 0, "{}", stderr(&proved));
+    let proof = &stdout_json(&proved)["digests"];
+    assert_eq!(proof["valid_log_files"], 1, "{proof:#}");
+    assert!(proof["valid_digest_files"].as_u64().unwrap() >= 1);
 }

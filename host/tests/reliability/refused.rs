@@ -29,22 +29,7 @@ const REGION: &str = "us-east-1";
 /// The README's host policy (the JSON block after `<!-- host-iam-policy -->`),
 /// for `bucket`, with `drop` removed from every statement.
 fn readme_policy(bucket: &str, drop: &[&str]) -> Value {
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
-    let after = readme
-        .split("<!-- host-iam-policy -->")
-        .nth(1)
-        .expect("the README's host policy marker");
-    let block = after
-        .split("```json")
-        .nth(1)
-        .and_then(|rest| rest.split("```").next())
-        .expect("the README's host policy block");
-    let text = block
-        .replace("REGION", REGION)
-        .replace("ACCOUNT_ID", ACCOUNT)
-        .replace("BUCKET", bucket)
-        .replace("KEY_ID", "*");
-    let mut policy: Value = serde_json::from_str(&text).expect("the README policy is JSON");
+    let mut policy = kit::readme_policy("host-iam-policy", bucket, "*");
     for statement in policy["Statement"].as_array_mut().unwrap() {
         if let Some(actions) = statement["Action"].as_array_mut() {
             actions.retain(|a| !drop.contains(&a.as_str().unwrap()));

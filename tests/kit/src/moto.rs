@@ -478,3 +478,23 @@ print(json.dumps([key["AccessKeyId"], key["SecretAccessKey"]]))
         run_with_limit(self.command(args), Duration::from_secs(180))
     }
 }
+
+/// The README's IAM policy after `<!-- {marker} -->` (`host-iam-policy`,
+/// `auditor-iam-policy`) for `bucket` in account 123456789012, us-east-1:
+/// the SSE key any (`KEY_ID` = `*`), the digest key `digest_key_id`.
+pub fn readme_policy(marker: &str, bucket: &str, digest_key_id: &str) -> serde_json::Value {
+    let readme = std::fs::read_to_string(crate::repo_root().join("README.md")).unwrap();
+    let block = readme
+        .split(&format!("<!-- {marker} -->"))
+        .nth(1)
+        .and_then(|after| after.split("```json").nth(1))
+        .and_then(|rest| rest.split("```").next())
+        .unwrap_or_else(|| panic!("the README's {marker} block"));
+    let text = block
+        .replace("REGION", "us-east-1")
+        .replace("ACCOUNT_ID", "123456789012")
+        .replace("BUCKET", bucket)
+        .replace("DIGEST_KEY_ID", digest_key_id)
+        .replace("KEY_ID", "*");
+    serde_json::from_str(&text).expect("the README policy is JSON")
+}
