@@ -48,6 +48,7 @@ cargo bench -p audit-archiver --bench component --quiet -- --test
 bench/e2e.sh --quick
 bench/endpoint.sh --quick
 bench/readback.sh --quick
+bench/digests.sh --quick
 scripts/package-lambda.sh --no-build
 .venv/bin/python bench/lambda.py --quick
 

@@ -226,9 +226,16 @@ impl ArchiveReader {
 
     /// The keys under `prefix`, page by page (`ListObjectsV2`).
     pub fn keys(&self, prefix: &str) -> KeyPages {
+        self.keys_after(prefix, "")
+    }
+
+    /// The objects under `prefix` whose keys sort after `start_after`,
+    /// page by page.
+    pub fn keys_after(&self, prefix: &str, start_after: &str) -> KeyPages {
         KeyPages {
             reader: self.clone(),
             prefix: prefix.to_string(),
+            start_after: (!start_after.is_empty()).then(|| start_after.to_string()),
             token: None,
             done: false,
         }
@@ -323,6 +330,7 @@ pub struct ListedObject {
 pub struct KeyPages {
     reader: ArchiveReader,
     prefix: String,
+    start_after: Option<String>,
     token: Option<String>,
     done: bool,
 }
@@ -339,6 +347,7 @@ impl KeyPages {
             .list_objects_v2()
             .bucket(&reader.bucket)
             .prefix(&self.prefix)
+            .set_start_after(self.start_after.clone())
             .set_continuation_token(self.token.take())
             .set_expected_bucket_owner(reader.expected_bucket_owner.clone())
             .send()

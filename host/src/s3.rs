@@ -39,6 +39,8 @@ pub struct S3Archive {
     client: aws_sdk_s3::Client,
     bucket: String,
     options: ObjectOptions,
+    /// Records every object stored, for the sealer, when sealing is on.
+    manifest: Option<std::sync::Arc<crate::seal::manifest::Recorder>>,
 }
 
 /// The bucket cannot be used.
@@ -94,7 +96,13 @@ impl S3Archive {
             client,
             bucket,
             options,
+            manifest: None,
         }
+    }
+
+    /// Records every object this archive stores into `recorder`.
+    pub fn record_into(&mut self, recorder: std::sync::Arc<crate::seal::manifest::Recorder>) {
+        self.manifest = Some(recorder);
     }
 
     /// The same bucket, read-only, with the same expected owner.
@@ -247,7 +255,8 @@ impl S3Archive {
 impl ArchiveStore for S3Archive {
     async fn put_if_absent(&self, object: &ArchiveObject<'_>) -> Result<PutOutcome, StoreError> {
         let body = object.body.as_bytes();
-        let checksum = aws_smithy_types::base64::encode(Sha256::digest(body));
+        let sha256 = Sha256::digest(body);
+        let checksum = aws_smithy_types::base64::encode(sha256);
         let mut request = self
             .client
             .put_object()
@@ -267,7 +276,13 @@ impl ArchiveStore for S3Archive {
         }
         request = self.with_object_options(request);
         match request.send().await {
-            Ok(_) => Ok(PutOutcome::Created),
+            Ok(_) => {
+                if let Some(manifest) = &self.manifest {
+                    let now = chrono::Utc::now().timestamp_millis();
+                    manifest.record(&object.key, body, crate::seal::digest::hex(&sha256), now);
+                }
+                Ok(PutOutcome::Created)
+            }
             Err(error) if http_status(&error) == Some(412) => Ok(PutOutcome::AlreadyExists),
             Err(error) => Err(self.failure("PutObject", &object.key, &error)),
         }

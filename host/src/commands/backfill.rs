@@ -162,9 +162,9 @@ struct Shared {
 /// Runs `backfill`.
 pub async fn backfill(config: BackfillConfig) -> Result<Exit, CommandError> {
     let component = load_component(&config.routing)?;
-    let (clients, archive) = open_sink(&config.aws, &config.bucket, &config.objects).await?;
+    let (clients, mut archive) = open_sink(&config.aws, &config.bucket, &config.objects).await?;
     let sealer = match &config.seal {
-        Some(seal) => Some(Arc::new(super::open_sealer(&clients, &archive, seal)?)),
+        Some(seal) => Some(Arc::new(super::open_sealer(&clients, &mut archive, seal)?)),
         None => None,
     };
 

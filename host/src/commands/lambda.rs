@@ -146,7 +146,7 @@ impl Function {
         let clients = crate::aws::clients(&config.aws)
             .await
             .map_err(|e| name_env(crate::config::ConfigError(e.to_string())).0)?;
-        let archive = S3Archive::new(
+        let mut archive = S3Archive::new(
             clients.s3.clone(),
             config.bucket.clone(),
             config.objects.clone(),
@@ -157,7 +157,7 @@ impl Function {
             .map_err(|e| format!("S3_BUCKET_NAME (--bucket): {e}"))?;
         let sealer = match &config.seal {
             Some(seal) => Some(
-                super::open_sealer(&clients, &archive, seal)
+                super::open_sealer(&clients, &mut archive, seal)
                     .map_err(|e| name_env(crate::config::ConfigError(e.to_string())).0)?,
             ),
             None => None,
@@ -199,6 +199,11 @@ impl Function {
             .settle_event(event, deadline, &context.request_id)
             .instrument(span)
             .await?;
+        // What was stored is written down for the sealer before the
+        // environment may be frozen (one small PUT per tenant).
+        if let Some(sealer) = &self.sealer {
+            sealer.flush_manifest().await;
+        }
         Ok(serde_json::to_value(response).expect("a batch response serialises"))
     }
 

@@ -111,19 +111,20 @@ pub(super) async fn open_sink(
 }
 
 /// The sealer of `archive`'s bucket with the configured key: `run`,
-/// `lambda`, `backfill` and `seal`. An unusable key file is a start-up error.
+/// `lambda`, `backfill` and `seal`; from now on `archive` records what it
+/// stores for it. An unusable key file is a start-up error.
 pub(super) fn open_sealer(
     clients: &crate::aws::Clients,
-    archive: &crate::s3::S3Archive,
+    archive: &mut crate::s3::S3Archive,
     seal: &crate::seal::SealConfig,
 ) -> Result<crate::seal::Sealer<crate::seal::BucketDigests>, CommandError> {
     let signer = seal
         .signer(clients)
         .map_err(|e| CommandError::Startup(e.to_string()))?;
     let store = crate::seal::BucketDigests::new(archive.reader(), Some(archive.clone()));
-    Ok(crate::seal::Sealer::new(
-        store,
-        signer,
-        seal.settings.clone(),
-    ))
+    let sealer = crate::seal::Sealer::new(store, signer, seal.settings.clone());
+    if let Some(recorder) = sealer.recorder() {
+        archive.record_into(recorder);
+    }
+    Ok(sealer)
 }

@@ -36,9 +36,9 @@ struct RunSummary {
 /// Runs `run`.
 pub async fn run(config: RunConfig) -> Result<Exit, CommandError> {
     let component = load_component(&config.routing)?;
-    let (clients, archive) = open_sink(&config.aws, &config.bucket, &config.objects).await?;
+    let (clients, mut archive) = open_sink(&config.aws, &config.bucket, &config.objects).await?;
     let sealer = match &config.seal {
-        Some(seal) => Some(Arc::new(open_sealer(&clients, &archive, seal)?)),
+        Some(seal) => Some(Arc::new(open_sealer(&clients, &mut archive, seal)?)),
         None => None,
     };
     let sqs = SqsSource::new(clients.sqs.clone());

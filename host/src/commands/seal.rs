@@ -9,8 +9,8 @@ use crate::seal::now_ms;
 
 /// Runs `seal`.
 pub async fn seal(config: SealCommandConfig) -> Result<Exit, CommandError> {
-    let (clients, archive) = open_sink(&config.aws, &config.bucket, &config.objects).await?;
-    let sealer = open_sealer(&clients, &archive, &config.seal)?;
+    let (clients, mut archive) = open_sink(&config.aws, &config.bucket, &config.objects).await?;
+    let sealer = open_sealer(&clients, &mut archive, &config.seal)?;
     let sealed = sealer.seal_all(now_ms()).await.map_err(|e| {
         CommandError::Runtime(anyhow::anyhow!("sealing s3://{}: {e}", config.bucket))
     })?;

@@ -356,7 +356,7 @@ impl BackfillArgs {
         let state_prefix = file.under(self.state)?.validate()?;
         let seal = file
             .under(self.seal)?
-            .validate(file.under(self.digest)?, &[&state_prefix])?;
+            .validate(file.under(self.digest)?, &state_prefix)?;
         let api = api.validate()?;
         let objects = file
             .under(self.objects)?

@@ -138,7 +138,7 @@ impl LambdaArgs {
         let state_prefix = file.under(self.state)?.validate()?;
         let seal = file
             .under(self.seal)?
-            .validate(file.under(self.digest)?, &[&state_prefix])?;
+            .validate(file.under(self.digest)?, &state_prefix)?;
 
         let precompiled = match self.precompiled {
             Some(path) if component_given => {

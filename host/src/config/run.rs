@@ -176,7 +176,7 @@ impl RunArgs {
         let state_prefix = file.under(self.state)?.validate()?;
         let seal = file
             .under(self.seal)?
-            .validate(file.under(self.digest)?, &[&state_prefix])?;
+            .validate(file.under(self.digest)?, &state_prefix)?;
         let stats = metrics
             .stats_interval_secs
             .unwrap_or(defaults::STATS_INTERVAL_SECS);

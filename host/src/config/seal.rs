@@ -60,7 +60,7 @@ impl SealCommandArgs {
         let state_prefix = file.under(self.state)?.validate()?;
         let seal = file
             .under(self.seal)?
-            .validate(file.under(self.digest)?, &[&state_prefix])?
+            .validate(file.under(self.digest)?, &state_prefix)?
             .ok_or_else(|| {
                 bad("no digest key: pass --digest-kms-key-id KEY or --digest-key-file PEM")
             })?;
@@ -166,11 +166,12 @@ impl DigestLocationArgs {
 
 impl SealArgs {
     /// The sealing settings; `None` when no key is given (sealing off).
-    /// `not_chains` are prefixes that hold no audit logs (the checkpoints).
+    /// `state_prefix` holds no audit logs (the checkpoints) and the
+    /// writers' manifest for the sealer (`{state_prefix}manifest/`).
     pub fn validate(
         self,
         location: DigestLocationArgs,
-        not_chains: &[&str],
+        state_prefix: &str,
     ) -> Result<Option<SealConfig>, ConfigError> {
         let (digest_prefix, kms) = location.validate()?;
         let period_ms = minutes_ms(
@@ -193,13 +194,11 @@ impl SealArgs {
                 "--digest-key-file and --digest-kms-key-id exclude each other: sign with one key",
             )),
         };
-        for prefix in not_chains {
-            if top_folder(prefix) == top_folder(&digest_prefix) {
-                return Err(bad(format!(
-                    "--digest-prefix {digest_prefix:?} shares its top folder with {prefix:?}: give the digests a folder of their own, e.g. {}",
-                    defaults::DIGEST_PREFIX
-                )));
-            }
+        if top_folder(state_prefix) == top_folder(&digest_prefix) {
+            return Err(bad(format!(
+                "--digest-prefix {digest_prefix:?} shares its top folder with --state-prefix {state_prefix:?}: give the digests a folder of their own, e.g. {}",
+                defaults::DIGEST_PREFIX
+            )));
         }
         Ok(Some(SealConfig {
             key,
@@ -207,7 +206,8 @@ impl SealArgs {
                 digest_prefix,
                 period_ms,
                 delay_ms,
-                not_chains: not_chains.iter().map(|p| top_folder(p)).collect(),
+                not_chains: vec![top_folder(state_prefix)],
+                manifest_prefix: Some(format!("{state_prefix}manifest/")),
             },
         }))
     }
@@ -293,7 +293,7 @@ mod tests {
                 digest_prefix: None,
                 digest_kms_key_id: kms.map(str::to_string),
             },
-            &["_state/"],
+            "_state/",
         )
     }
 
@@ -306,6 +306,10 @@ mod tests {
         assert_eq!(config.settings.delay_ms, 15 * 60_000);
         assert_eq!(config.settings.digest_prefix, "_digest/");
         assert_eq!(config.settings.not_chains, vec!["_state/".to_string()]);
+        assert_eq!(
+            config.settings.manifest_prefix.as_deref(),
+            Some("_state/manifest/")
+        );
     }
 
     #[test]
@@ -356,7 +360,7 @@ mod tests {
                 digest_prefix: Some("_state/digests/".into()),
                 digest_kms_key_id: None,
             },
-            &["_state/"],
+            "_state/",
         )
         .unwrap_err()
         .to_string();

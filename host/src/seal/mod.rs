@@ -8,6 +8,7 @@
 //! - [`digest`]: the file format, keys, periods and the string to sign;
 //! - [`signer`]: a local PEM key or a KMS key, and the auditor's public key;
 //! - [`kms`]: the only module that calls KMS;
+//! - [`manifest`]: what the writers stored, so the sealer need not read it back;
 //! - [`sealer`]: writes the digests (race- and crash-safe);
 //! - [`validate`]: proves the chains for `verify`.
 
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 pub mod digest;
 pub mod kms;
+pub mod manifest;
 pub mod sealer;
 pub mod signer;
 pub mod validate;
@@ -88,6 +90,18 @@ impl DigestStore for BucketDigests {
 
     async fn list(&self, prefix: &str) -> Result<Vec<Listed>, SealError> {
         let mut pages = self.reader.keys(prefix);
+        let mut listed = Vec::new();
+        while let Some(page) = pages.next_page().await.map_err(store_error)? {
+            listed.extend(page.into_iter().map(|object| Listed {
+                last_modified_ms: object.last_modified_ms.unwrap_or_default(),
+                key: object.key,
+            }));
+        }
+        Ok(listed)
+    }
+
+    async fn list_after(&self, prefix: &str, start_after: &str) -> Result<Vec<Listed>, SealError> {
+        let mut pages = self.reader.keys_after(prefix, start_after);
         let mut listed = Vec::new();
         while let Some(page) = pages.next_page().await.map_err(store_error)? {
             listed.extend(page.into_iter().map(|object| Listed {

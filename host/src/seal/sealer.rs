@@ -16,6 +16,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::sync::Arc;
 
 use futures::stream::{self, StreamExt};
 use tokio::sync::Mutex;
@@ -25,6 +26,7 @@ use super::digest::{
     gunzip, gzip, sha256_hex, string_to_sign, DigestFile, LogFile, Period, HASH_ALGORITHM,
     SIGNATURE_ALGORITHM_METADATA, SIGNATURE_METADATA,
 };
+use super::manifest::{self, Entry, Recorder};
 use super::signer::Signer;
 use crate::pipeline::PutOutcome;
 
@@ -62,6 +64,12 @@ pub trait DigestStore: Send + Sync {
     fn folders(&self) -> impl Future<Output = Result<Vec<String>, SealError>> + Send;
     /// Every object under `prefix`, in key order.
     fn list(&self, prefix: &str) -> impl Future<Output = Result<Vec<Listed>, SealError>> + Send;
+    /// Every object under `prefix` whose key sorts after `start_after`.
+    fn list_after(
+        &self,
+        prefix: &str,
+        start_after: &str,
+    ) -> impl Future<Output = Result<Vec<Listed>, SealError>> + Send;
     /// The current object under `key`; `None` when there is none.
     fn read(&self, key: &str) -> impl Future<Output = Result<Option<Fetched>, SealError>> + Send;
     /// Writes a digest only if nothing exists under `key`.
@@ -97,6 +105,9 @@ pub struct SealSettings {
     /// Top-level folders that are no chain (the state prefix's), besides
     /// the digest prefix's own.
     pub not_chains: Vec<String>,
+    /// Where writers keep what they stored for the sealer
+    /// ([`super::manifest`]); `None`: every object is read back.
+    pub manifest_prefix: Option<String>,
 }
 
 impl SealSettings {
@@ -169,6 +180,8 @@ pub struct Sealer<S> {
     heads: Mutex<HashMap<String, Head>>,
     /// Everything this sealer did, for the command's summary.
     totals: Mutex<Sealed>,
+    /// What this process's writer stored, to flush before sealing.
+    recorder: Option<Arc<Recorder>>,
 }
 
 impl<S: DigestStore> Sealer<S> {
@@ -177,10 +190,40 @@ impl<S: DigestStore> Sealer<S> {
         Self {
             store,
             signer,
-            settings,
             heads: Mutex::new(HashMap::new()),
             totals: Mutex::new(Sealed::default()),
+            recorder: settings
+                .manifest_prefix
+                .clone()
+                .map(|prefix| Arc::new(Recorder::new(prefix, settings.period_ms))),
+            settings,
         }
+    }
+
+    /// The recorder a writer sharing this sealer's process records into.
+    pub fn recorder(&self) -> Option<Arc<Recorder>> {
+        self.recorder.clone()
+    }
+
+    /// Writes what the writer recorded since the last flush; what cannot be
+    /// written is kept for the next flush (and the sealer reads those
+    /// objects back meanwhile).
+    pub async fn flush_manifest(&self) {
+        let Some(recorder) = &self.recorder else {
+            return;
+        };
+        let mut failed = Vec::new();
+        for (key, json) in recorder.take() {
+            if let Err(error) = self
+                .store
+                .put_if_absent(&key, gzip(&json), Vec::new())
+                .await
+            {
+                tracing::warn!(segment = %key, %error, "cannot write a manifest segment; kept for the next flush");
+                failed.push((key, json));
+            }
+        }
+        recorder.restore(failed);
     }
 
     /// Digests written and found, objects listed, over every pass so far
@@ -198,6 +241,7 @@ impl<S: DigestStore> Sealer<S> {
     /// A chain that fails is logged and the others are still sealed; the
     /// first failure is returned.
     pub async fn seal_all(&self, now_ms: i64) -> Result<Sealed, SealError> {
+        self.flush_manifest().await;
         let folders = self.store.folders().await?;
         let mut total = Sealed::default();
         let mut first_error = None;
@@ -258,6 +302,7 @@ impl<S: DigestStore> Sealer<S> {
                 None => return Ok(sealed),
             },
         };
+        let manifest = self.manifest(chain, first.start_ms).await?;
         // Delivered into the newest sealed period after it was sealed.
         let mut late: Vec<&Listed> = match &head {
             Some(h) => objects
@@ -279,7 +324,7 @@ impl<S: DigestStore> Sealer<S> {
                     .filter(|o| period.contains(o.last_modified_ms)),
             );
             let (next, written) = self
-                .seal_period(chain, period, head.as_ref(), &members)
+                .seal_period(chain, period, head.as_ref(), &members, &manifest)
                 .await?;
             if written {
                 sealed.digests_written += 1;
@@ -308,12 +353,13 @@ impl<S: DigestStore> Sealer<S> {
         period: Period,
         previous: Option<&Head>,
         members: &[&Listed],
+        manifest: &HashMap<String, Entry>,
     ) -> Result<(Head, bool), SealError> {
         let key = digest_key(&self.settings.digest_prefix, chain, period.end_ms);
         let bucket = self.store.bucket().to_string();
         let owned: Vec<Listed> = members.iter().map(|m| (*m).clone()).collect();
         let read: Vec<Result<Option<LogFile>, SealError>> = stream::iter(owned)
-            .map(|object| async move { self.log_file(&object).await })
+            .map(|object| async move { self.log_file(&object, manifest).await })
             .buffer_unordered(READ_WINDOW)
             .collect()
             .await;
@@ -402,8 +448,63 @@ impl<S: DigestStore> Sealer<S> {
         }
     }
 
-    /// The entry of one delivered object; `None` if it is gone already.
-    async fn log_file(&self, object: &Listed) -> Result<Option<LogFile>, SealError> {
+    /// What the writers recorded for `chain` from the period before
+    /// `from_ms` on: key -> entry.
+    async fn manifest(
+        &self,
+        chain: &str,
+        from_ms: i64,
+    ) -> Result<HashMap<String, Entry>, SealError> {
+        let Some(prefix) = &self.settings.manifest_prefix else {
+            return Ok(HashMap::new());
+        };
+        let segments = self
+            .store
+            .list_after(
+                &manifest::chain_prefix(prefix, chain),
+                &manifest::period_key(prefix, chain, from_ms - self.settings.period_ms),
+            )
+            .await?;
+        let mut entries = HashMap::new();
+        for segment in segments {
+            let Some(fetched) = self.store.read(&segment.key).await? else {
+                continue;
+            };
+            let parsed = gunzip(&fetched.body, MAX_DIGEST_JSON)
+                .ok()
+                .and_then(|json| serde_json::from_slice::<Vec<Entry>>(&json).ok());
+            match parsed {
+                Some(list) => entries.extend(list.into_iter().map(|e| (e.key.clone(), e))),
+                None => {
+                    tracing::warn!(segment = %segment.key, "not a manifest segment; its objects are read back")
+                }
+            }
+        }
+        Ok(entries)
+    }
+
+    /// The entry of one delivered object, from the manifest when a writer
+    /// recorded it, else read back; `None` if it is gone already.
+    async fn log_file(
+        &self,
+        object: &Listed,
+        manifest: &HashMap<String, Entry>,
+    ) -> Result<Option<LogFile>, SealError> {
+        if let Some(entry) = manifest.get(&object.key) {
+            return Ok(Some(LogFile {
+                s3_bucket: self.store.bucket().to_string(),
+                s3_object: object.key.clone(),
+                version_id: None,
+                hash_value: entry.sha256.clone(),
+                hash_algorithm: HASH_ALGORITHM.to_string(),
+                oldest_event_time: entry
+                    .event_times
+                    .map(|(oldest, _)| format_event_time(oldest)),
+                newest_event_time: entry
+                    .event_times
+                    .map(|(_, newest)| format_event_time(newest)),
+            }));
+        }
         let Some(fetched) = self.store.read(&object.key).await? else {
             tracing::warn!(key = %object.key, "listed but gone when read; not sealed");
             return Ok(None);

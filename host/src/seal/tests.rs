@@ -35,6 +35,8 @@ struct Memory {
     now: Arc<Mutex<i64>>,
     /// PUTs of digests allowed before every further one fails (a crash).
     puts_left: Arc<AtomicUsize>,
+    /// Archived objects read (digests and the state prefix aside).
+    object_reads: Arc<AtomicUsize>,
 }
 
 impl Memory {
@@ -107,7 +109,18 @@ impl DigestStore for Memory {
             .collect())
     }
 
+    async fn list_after(&self, prefix: &str, start_after: &str) -> Result<Vec<Listed>, SealError> {
+        let all = self.list(prefix).await?;
+        Ok(all
+            .into_iter()
+            .filter(|o| o.key.as_str() > start_after)
+            .collect())
+    }
+
     async fn read(&self, key: &str) -> Result<Option<Fetched>, SealError> {
+        if !key.starts_with('_') {
+            self.object_reads.fetch_add(1, Ordering::SeqCst);
+        }
         Ok(self.objects.lock().unwrap().get(key).map(|o| Fetched {
             body: o.body.clone(),
             version_id: None,
@@ -178,6 +191,7 @@ fn settings() -> SealSettings {
         period_ms: 10 * MIN,
         delay_ms: MIN,
         not_chains: vec!["_state/".into()],
+        manifest_prefix: Some("_state/manifest/".into()),
     }
 }
 
@@ -407,5 +421,36 @@ async fn each_tampering_is_named_once() {
     assert_eq!(
         added,
         ["Log file s3://archive/acme/2026/12/04/z.json INVALID: not in any digest"]
+    );
+}
+
+#[tokio::test]
+async fn the_writers_manifest_spares_the_reads_and_attests_what_was_written() {
+    let memory = archive();
+    let (signer, public) = keys();
+    let sealer = Sealer::new(memory.clone(), signer, settings());
+    let recorder = sealer.recorder().expect("a manifest prefix is set");
+    for (key, n) in [("acme/2026/12/04/a.json", 1), ("acme/2026/12/04/b.json", 2)] {
+        let body = log(n);
+        recorder.record(
+            key,
+            body.as_bytes(),
+            super::digest::sha256_hex(body.as_bytes()),
+            T0 + MIN,
+        );
+    }
+    // Changed after the writer stored it, before the seal.
+    memory
+        .at(T0 + 3 * MIN)
+        .put("acme/2026/12/04/b.json", &log(8));
+    memory.at(T0 + 31 * MIN);
+    sealer.seal_all(T0 + 31 * MIN).await.unwrap();
+    // Only the object no writer recorded (c.json) was read back.
+    assert_eq!(memory.object_reads.load(Ordering::SeqCst), 1);
+    assert!(memory.list("_state/manifest/acme/").await.unwrap().len() == 1);
+    let report = prove(&memory, &public, None).await;
+    assert_eq!(
+        reasons(&report),
+        ["Log file s3://archive/acme/2026/12/04/b.json INVALID: hash value doesn't match"]
     );
 }
