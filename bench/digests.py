@@ -2,12 +2,13 @@
 """Benchmarks of the signed digests (BENCHMARKS.md, section 12), in one run on
 one fresh local moto:
 
-  cost    `audit-archiver seal` over an archive of M messages drained by
-          `run --drain` and N more objects written the way `run` writes them:
-          the requests it sends (counted by a loopback proxy, by method) and
-          its CPU (user+sys, /usr/bin/time), per 1,000 objects sealed; and
-          that CPU against `run`'s own CPU per archived message, measured in
-          the same run: the share sealing adds to archiving.
+  share   the same M messages drained by `run --drain` twice, without and
+          with a digest key (the writer records its manifest and seals what
+          closed), then `audit-archiver seal` for the periods left open: the
+          CPU sealing adds (user+sys, /usr/bin/time) as a share of the whole,
+          and the requests `seal` sends (a loopback proxy counts them).
+  read    `seal` over N objects another tool wrote (no manifest): each
+          object read back; CPU and requests per 1,000 objects.
   verify  `audit-archiver verify --digests` against a sequential boto3 +
           `cryptography` validator of the same chains
           (tests/python/check_digests.py: list, then one GET per digest and
@@ -34,7 +35,7 @@ import threading
 import time
 
 from common import ENV as BASE_ENV
-from common import BIN, ROOT, Moto, time_report, under_time
+from common import BIN, ROOT, Moto, audit_record, time_report, under_time
 from readback import fill
 
 ENV = dict(BASE_ENV)
@@ -116,33 +117,51 @@ def main():
         subprocess.run(["openssl", "pkey", "-in", key, "-pubout", "-out", public], check=True)
         sealing = ["--digest-key-file", key, "--digest-period-mins", repr(1 / 60), "--digest-delay-mins", "0"]
 
-        urls = moto.setup(options.messages, 1)
-        wall, run_cpu, code, _, err = timed([BIN, "run", "--drain", "--bucket", "archive", "--queue", urls[0],
-                                             "--stats-interval-secs", "0"])
+        # The same drain twice, into two buckets: without sealing, then with
+        # (the writer records its manifest, the last pass seals what closed).
+        cpu = {}
+        for label, bucket, extra in (("plain", "archive", []), ("sealing", "sealed", sealing)):
+            if bucket != "archive":
+                moto.s3.create_bucket(Bucket=bucket)
+                urls = [moto.sqs.create_queue(QueueName="acme-sealed-prismacloud-auditlog")["QueueUrl"]]
+                for start in range(0, options.messages, 10):
+                    moto.send(urls[0], [{"Id": str(i), "MessageBody": audit_record(i)}
+                                        for i in range(start, min(start + 10, options.messages))])
+            else:
+                urls = moto.setup(options.messages, 1)
+            wall, cpu[label], code, out, err = timed([BIN, "run", "--drain", "--bucket", bucket, "--queue", urls[0],
+                                                      "--stats-interval-secs", "0", *extra])
+            assert code == 0, err.decode()[-2000:]
+            print(f"run --drain ({label}): {options.messages} messages in {wall:.1f} s, CPU {cpu[label]:.2f} s "
+                  f"= {cpu[label] / options.messages * 1e6:.0f} us per message", flush=True)
+        time.sleep(1.2)
+        port, counts = counting_proxy(int(moto.endpoint.rsplit(":", 1)[1]), 0)
+        proxied = dict(ENV, AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}")
+        wall, seal_cpu, code, out, err = timed([BIN, "seal", "--bucket", "sealed", *sealing], proxied)
         assert code == 0, err.decode()[-2000:]
-        run_per_message = run_cpu / options.messages
-        print(f"run --drain: {options.messages} messages in {wall:.1f} s, CPU {run_cpu:.2f} s "
-              f"= {run_per_message * 1e6:.0f} us per message", flush=True)
-        # Objects written as `run` writes them, under a second tenant.
+        sealed = json.loads(out)
+        total_cpu = cpu["sealing"] + seal_cpu
+        share = (total_cpu - cpu["plain"]) / total_cpu
+        per_k = {method: round(n * 1000 / options.messages, 1) for method, n in sorted(counts.items())}
+        print(f"seal (the periods the drain left open): {sealed['objects_listed']} objects into "
+              f"{sealed['digests_written']} digests, CPU {seal_cpu:.2f} s; requests per 1,000 objects {per_k}", flush=True)
+        print(f"sealing's share of archiving CPU: {share:.1%} (drain + seal {total_cpu:.2f} s against the plain "
+              f"drain's {cpu['plain']:.2f} s, same {options.messages} messages)", flush=True)
+
+        # Objects another tool wrote: no manifest, each read back.
         written = fill(moto.endpoint, "archive", options.objects, 10)
         total = options.messages + written
         time.sleep(1.2)
-
         port, counts = counting_proxy(int(moto.endpoint.rsplit(":", 1)[1]), 0)
         proxied = dict(ENV, AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}")
-        wall, seal_cpu, code, out, err = timed([BIN, "seal", "--bucket", "archive", *sealing], proxied)
+        wall, read_back_cpu, code, out, err = timed([BIN, "seal", "--bucket", "archive", *sealing], proxied)
         assert code == 0, err.decode()[-2000:]
         sealed = json.loads(out)
         assert sealed["objects_listed"] == total, (sealed, total)
         per_k = {method: round(n * 1000 / total, 1) for method, n in sorted(counts.items())}
-        seal_per_object = seal_cpu / total
-        print(f"seal: {total} objects into {sealed['digests_written']} digests in {wall:.1f} s, CPU {seal_cpu:.2f} s "
-              f"= {seal_per_object * 1e6:.0f} us per object", flush=True)
-        print(f"seal requests per 1,000 objects: {per_k} (digests: {sealed['digests_written'] * 1000 / total:.1f} PUT "
-              f"per 1,000 here; with hourly periods one per tenant and hour)", flush=True)
-        share = seal_per_object / (run_per_message + seal_per_object)
-        print(f"sealing's share of archiving CPU: {share:.1%} "
-              f"(seal {seal_per_object * 1e6:.0f} us / (run {run_per_message * 1e6:.0f} + seal) per object)", flush=True)
+        print(f"seal, nothing recorded (every object read back): {total} objects into {sealed['digests_written']} "
+              f"digests in {wall:.1f} s, CPU {read_back_cpu:.2f} s = {read_back_cpu / total * 1e6:.0f} us per object; "
+              f"requests per 1,000 objects {per_k}", flush=True)
 
         port, _ = counting_proxy(int(moto.endpoint.rsplit(":", 1)[1]), options.latency_ms / 1000)
         slow = dict(ENV, AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}")
