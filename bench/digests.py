@@ -18,9 +18,10 @@ one fresh local moto:
           ListObjectVersions per prefix, a second GET per object), which the
           validator does not: the ratio is conservative.
 
-Periods of one second (`--digest-period-mins 1/60`), so a digest closes while
-the benchmark runs; a real deployment's hour only means fewer digests (one
-PutObject and one signature per tenant and hour).
+Periods of `--period-secs` (30 s; 1 s with --quick), so digests close while
+the benchmark runs; a real deployment's hour means fewer digests (one
+PutObject and one signature per tenant and hour) and one listing of the
+tenant's objects per hour, whose cost grows with the tenant's archive.
 
 Use bench/digests.sh (builds, then runs this). `--quick` is one tiny run.
 """
@@ -104,10 +105,12 @@ def main():
     parser.add_argument("--messages", type=int, default=1000, help="drained through SQS by run")
     parser.add_argument("--objects", type=int, default=5000, help="written directly, as run writes them")
     parser.add_argument("--latency-ms", type=float, default=20, help="per request, for the verify comparison")
-    parser.add_argument("--quick", action="store_true", help="100 messages, 200 objects, 5 ms, once")
+    parser.add_argument("--period-secs", type=int, default=30,
+                        help="digest period of the share measurement (the drain takes ~50 s)")
+    parser.add_argument("--quick", action="store_true", help="100 messages, 200 objects, 5 ms, 1 s periods, once")
     options = parser.parse_args()
     if options.quick:
-        options.messages, options.objects, options.latency_ms = 100, 200, 5
+        options.messages, options.objects, options.latency_ms, options.period_secs = 100, 200, 5, 1
     moto = Moto()
     ENV["AWS_ENDPOINT_URL"] = moto.endpoint
     keys = tempfile.mkdtemp(prefix="audit-archiver-bench-digests-")
@@ -115,7 +118,8 @@ def main():
         key, public = os.path.join(keys, "digest.pem"), os.path.join(keys, "digest.pub.pem")
         subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", key], check=True)
         subprocess.run(["openssl", "pkey", "-in", key, "-pubout", "-out", public], check=True)
-        sealing = ["--digest-key-file", key, "--digest-period-mins", repr(1 / 60), "--digest-delay-mins", "0"]
+        sealing = ["--digest-key-file", key, "--digest-period-mins", repr(options.period_secs / 60),
+                   "--digest-delay-mins", "0"]
 
         # The same drain twice, into two buckets: without sealing, then with
         # (the writer records its manifest, the last pass seals what closed).
@@ -134,7 +138,7 @@ def main():
             assert code == 0, err.decode()[-2000:]
             print(f"run --drain ({label}): {options.messages} messages in {wall:.1f} s, CPU {cpu[label]:.2f} s "
                   f"= {cpu[label] / options.messages * 1e6:.0f} us per message", flush=True)
-        time.sleep(1.2)
+        time.sleep(options.period_secs + 0.2)
         port, counts = counting_proxy(int(moto.endpoint.rsplit(":", 1)[1]), 0)
         proxied = dict(ENV, AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}")
         wall, seal_cpu, code, out, err = timed([BIN, "seal", "--bucket", "sealed", *sealing], proxied)
@@ -151,7 +155,7 @@ def main():
         # Objects another tool wrote: no manifest, each read back.
         written = fill(moto.endpoint, "archive", options.objects, 10)
         total = options.messages + written
-        time.sleep(1.2)
+        time.sleep(options.period_secs + 0.2)
         port, counts = counting_proxy(int(moto.endpoint.rsplit(":", 1)[1]), 0)
         proxied = dict(ENV, AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}")
         wall, read_back_cpu, code, out, err = timed([BIN, "seal", "--bucket", "archive", *sealing], proxied)

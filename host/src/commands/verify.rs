@@ -8,7 +8,7 @@
 //! with one line per problem on stderr. Prints a report per tenant and day;
 //! exit 0 when there is no finding, 1 when there is one.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -120,6 +120,9 @@ struct Tally {
     findings: Vec<Finding>,
     objects: u64,
     versioned: bool,
+    /// Every body read: key -> (hex SHA-256, version), so proving the
+    /// digests need not read the same objects again.
+    read: HashMap<String, (String, Option<String>)>,
 }
 
 impl Tally {
@@ -133,6 +136,7 @@ impl Tally {
         self.findings.extend(other.findings);
         self.objects += other.objects;
         self.versioned |= other.versioned;
+        self.read.extend(other.read);
     }
 }
 
@@ -158,12 +162,15 @@ struct Checker {
 
 /// One key's outcome.
 struct Checked {
+    key: String,
     tenant: String,
     day: Option<Day>,
     archive_ms: Option<i64>,
     counted: bool,
     finding: Option<Finding>,
     versioned: bool,
+    /// The body's hex SHA-256 and the version read, for the digests' proof.
+    read: Option<(String, Option<String>)>,
 }
 
 /// A quarantined object, reported (not a finding: quarantining is how the
@@ -300,6 +307,7 @@ pub async fn verify(config: VerifyConfig) -> Result<Exit, CommandError> {
     }
     let quarantined = quarantined(&reader, &layout, &config).await?;
 
+    let read = std::mem::take(&mut tally.read);
     let mut report = Report::new(&config, &tenants, tally, quarantined, object_lock);
     let has_quarantine = top.prefixes.contains(&quarantine_top);
     report.digests = prove_digests(
@@ -307,6 +315,7 @@ pub async fn verify(config: VerifyConfig) -> Result<Exit, CommandError> {
         &reader,
         &tenants,
         has_quarantine.then_some(&quarantine_top),
+        &read,
     )
     .await?;
     let mut stdout = std::io::stdout().lock();
@@ -345,6 +354,7 @@ async fn prove_digests(
     reader: &ArchiveReader,
     tenants: &[String],
     quarantine_top: Option<&String>,
+    read: &HashMap<String, (String, Option<String>)>,
 ) -> Result<Option<ChainReport>, CommandError> {
     let check = &config.digests;
     let present = reader
@@ -395,7 +405,7 @@ async fn prove_digests(
         Some(layout.shape(key, tenant)?.day?.end_ms(offset))
     };
     let store = BucketDigests::new(reader.clone(), None);
-    let report = validate(&store, &key, &settings, &claimed)
+    let report = validate(&store, &key, &settings, &claimed, read)
         .await
         .map_err(|e| CommandError::Runtime(anyhow::anyhow!("proving the digests: {e}")))?;
     Ok(Some(report))
@@ -458,6 +468,9 @@ impl Checker {
                     }
                 }
                 tally.findings.extend(outcome.finding);
+                if let Some(read) = outcome.read {
+                    tally.read.insert(outcome.key, read);
+                }
             }
         }
         Ok(tally)
@@ -473,12 +486,14 @@ impl Checker {
         let versioned = listed.versions.iter().any(|v| v.version_id != "null");
         let shape = self.layout.shape(&key, tenant);
         let mut checked = Checked {
+            key: key.clone(),
             tenant: tenant.to_string(),
             day: shape.and_then(|s| s.day),
             archive_ms: None,
             counted: false,
             finding: None,
             versioned,
+            read: None,
         };
         let finish = |mut checked: Checked, mut problems: Vec<(FindingKind, String)>| {
             if !problems.is_empty() {
@@ -584,6 +599,12 @@ impl Checker {
                     }
                 }
             }
+        }
+        if let Ok(body) = &object.body {
+            checked.read = Some((
+                crate::seal::digest::sha256_hex(body),
+                object.version_id.clone(),
+            ));
         }
         match (&object.checksum_sha256, &object.body) {
             (_, Err(error)) if error.to_ascii_lowercase().contains("checksum") => problems.push((

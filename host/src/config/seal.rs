@@ -388,3 +388,60 @@ mod tests {
         assert!(error.contains("--expect-until"), "{error}");
     }
 }
+
+#[cfg(test)]
+mod flags {
+    use clap::CommandFactory;
+
+    use crate::config::Cli;
+
+    /// The digest options are one declaration each, taken by every command
+    /// that seals (and `verify`), and the README's table names each.
+    #[test]
+    fn every_sealing_command_takes_the_same_digest_flags_and_the_readme_names_them() {
+        let readme = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+        )
+        .unwrap();
+        let cli = Cli::command();
+        let flags_of = |name: &str| -> Vec<String> {
+            cli.find_subcommand(name)
+                .unwrap_or_else(|| panic!("no {name} command"))
+                .get_arguments()
+                .filter_map(|a| a.get_long().map(str::to_string))
+                .collect()
+        };
+        let sealing = [
+            "digest-key-file",
+            "digest-kms-key-id",
+            "digest-period-mins",
+            "digest-delay-mins",
+            "digest-prefix",
+        ];
+        for command in ["run", "lambda", "backfill", "seal"] {
+            let flags = flags_of(command);
+            for flag in sealing {
+                assert!(flags.iter().any(|f| f == flag), "{command} lacks --{flag}");
+            }
+        }
+        let verify = flags_of("verify");
+        for flag in [
+            "digests",
+            "public-key",
+            "expect-until",
+            "digest-kms-key-id",
+            "digest-prefix",
+        ] {
+            assert!(verify.iter().any(|f| f == flag), "verify lacks --{flag}");
+        }
+        for flag in sealing
+            .iter()
+            .chain(&["digests", "public-key", "expect-until"])
+        {
+            assert!(
+                readme.contains(&format!("`--{flag}")),
+                "the README does not document --{flag}"
+            );
+        }
+    }
+}

@@ -224,7 +224,9 @@ async fn prove(memory: &Memory, key: &PublicKey, expect_until_ms: Option<i64>) -
         expect_until_ms,
         concurrency: 4,
     };
-    validate(memory, key, &settings, &|_| None).await.unwrap()
+    validate(memory, key, &settings, &|_| None, &Default::default())
+        .await
+        .unwrap()
 }
 
 fn reasons(report: &ChainReport) -> Vec<String> {

@@ -104,19 +104,25 @@ struct Found {
     end_ms: i64,
 }
 
+/// What is already known of current objects: key -> (hex SHA-256, version).
+pub type KnownBodies = HashMap<String, (String, Option<String>)>;
+
 /// Proves every chain in `settings.chains`. `claimed_ms` tells the time a
 /// key claims (its date in the layout), so an object added after sealing
 /// but dated inside a sealed period is caught before the next seal.
+/// Objects in `known` (read by `verify`'s own checks) are not read again.
 pub async fn validate<S: DigestStore>(
     store: &S,
     key: &PublicKey,
     settings: &ValidateSettings,
     claimed_ms: &(dyn Fn(&str) -> Option<i64> + Sync),
+    known: &KnownBodies,
 ) -> Result<ChainReport, SealError> {
     let mut report = ChainReport::default();
     let mut horizons = Vec::new();
     for chain in &settings.chains {
-        let horizon = validate_chain(store, key, settings, chain, claimed_ms, &mut report).await?;
+        let horizon =
+            validate_chain(store, key, settings, chain, claimed_ms, known, &mut report).await?;
         horizons.push((chain.clone(), horizon));
     }
     // A chain with objects but no digest at all is as late as the bucket's
@@ -137,6 +143,7 @@ async fn validate_chain<S: DigestStore>(
     settings: &ValidateSettings,
     chain: &str,
     claimed_ms: &(dyn Fn(&str) -> Option<i64> + Sync),
+    known: &KnownBodies,
     report: &mut ChainReport,
 ) -> Result<Option<i64>, SealError> {
     let bucket = store.bucket().to_string();
@@ -272,15 +279,22 @@ async fn validate_chain<S: DigestStore>(
     }
     let results: Vec<Result<Option<String>, SealError>> = stream::iter(entries.iter().copied())
         .map(|file| async move {
-            Ok(match store.read(&file.s3_object).await? {
+            let current = match known.get(&file.s3_object) {
+                Some((sha256, version)) => Some((sha256.clone(), version.clone())),
+                None => match store.read(&file.s3_object).await {
+                    Ok(object) => object.map(|o| (sha256_hex(&o.body), o.version_id)),
+                    Err(error) => return Ok(Some(format!("unreadable: {error}"))),
+                },
+            };
+            Ok(match current {
                 None => Some("not found".to_string()),
-                Some(now) if sha256_hex(&now.body) != file.hash_value => {
+                Some((sha256, _)) if sha256 != file.hash_value => {
                     Some("hash value doesn't match".to_string())
                 }
-                Some(now) if file.version_id.is_some() && now.version_id != file.version_id => {
+                Some((_, version)) if file.version_id.is_some() && version != file.version_id => {
                     Some(format!(
                         "has been replaced (version {} is not the listed {})",
-                        now.version_id.as_deref().unwrap_or("null"),
+                        version.as_deref().unwrap_or("null"),
                         file.version_id.as_deref().unwrap_or("null")
                     ))
                 }
