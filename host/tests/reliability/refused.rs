@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 
 use audit_archiver_test_kit::proxy::{Plan, Proxy};
 use audit_archiver_test_kit::{
-    self as kit, audit, counter, repo_root, stderr, summary_of, Host, Moto, Rng, Sent,
+    self as kit, audit, counter, stderr, summary_of, Host, Moto, Rng, Sent,
 };
 
 const ACCOUNT: &str = "123456789012";
