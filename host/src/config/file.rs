@@ -253,7 +253,8 @@ mod tests {
 
     #[test]
     fn every_key_of_the_file_is_known_and_no_other() {
-        // The file's keys before the options were grouped, unchanged.
+        // The file's keys before the options were grouped (unchanged), and
+        // those the signed digests added since.
         let mut before = vec![
             "key_template",
             "time_source",
@@ -287,6 +288,15 @@ mod tests {
             "tenants",
             "state_prefix",
             "api_requests_per_sec",
+            // The signed digests.
+            "digest_prefix",
+            "digest_kms_key_id",
+            "digest_key_file",
+            "digest_period_mins",
+            "digest_delay_mins",
+            "digests",
+            "public_key",
+            "expect_until",
         ];
         before.sort_unstable();
         assert_eq!(known_keys(), before.as_slice());
