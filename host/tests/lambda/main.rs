@@ -592,11 +592,14 @@ async fn a_scheduled_invocation_seals_and_its_retry_in_a_new_environment_forks_n
     // The same event again, to a new execution environment (Lambda retries
     // a failed asynchronous invocation, possibly elsewhere): it continues
     // from the chain in the bucket.
-    drop(function);
+    // Each environment has a Runtime API of its own: the killed one's
+    // pending `next` must not take the retry.
+    function.kill9();
+    let api = RuntimeApi::start().await;
     let retry_env = Function::start(&package_dir(), &api, &moto.endpoint, Some(&bucket), &env);
     let retried = sealed(&api.invoke(&event, ROOMY).await);
     assert_eq!(retried["objects_listed"], 0, "{retried}");
-    drop(retry_env);
+    retry_env.kill9();
 
     let output = moto.run(&[
         "verify",
@@ -613,6 +616,7 @@ async fn a_scheduled_invocation_seals_and_its_retry_in_a_new_environment_forks_n
     assert_eq!(proof["digest_files"], proof["valid_digest_files"]);
 
     // Without a key, a scheduled invocation fails and says which variable.
+    let api = RuntimeApi::start().await;
     let keyless = Function::start(&package_dir(), &api, &moto.endpoint, Some(&bucket), &[]);
     match api.invoke(&event, ROOMY).await {
         runtime_api::Outcome::Error { body, .. } => assert!(
@@ -622,5 +626,5 @@ async fn a_scheduled_invocation_seals_and_its_retry_in_a_new_environment_forks_n
         ),
         other => panic!("a keyless scheduled invocation succeeded: {other:?}"),
     }
-    drop(keyless);
+    keyless.kill9();
 }
