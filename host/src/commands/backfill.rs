@@ -164,7 +164,7 @@ pub async fn backfill(config: BackfillConfig) -> Result<Exit, CommandError> {
     let component = load_component(&config.routing)?;
     let (clients, mut archive) = open_sink(&config.aws, &config.bucket, &config.objects).await?;
     let sealer = match &config.seal {
-        Some(seal) => Some(Arc::new(super::open_sealer(&clients, &mut archive, seal)?)),
+        Some(seal) => Some(super::open_sealer(&clients, &mut archive, seal)?),
         None => None,
     };
 
@@ -240,10 +240,7 @@ pub async fn backfill(config: BackfillConfig) -> Result<Exit, CommandError> {
     let started = Instant::now();
     let progress_line = terminal.then(|| tokio::spawn(show_progress(shared.clone(), started)));
 
-    let (stop_sealing, sealing_stopped) = watch::channel(false);
-    let sealing = sealer
-        .clone()
-        .map(|sealer| tokio::spawn(crate::seal::seal_periodically(sealer, sealing_stopped)));
+    let sealing = sealer.map(crate::seal::Sealing::start);
     let mut tasks = JoinSet::new();
     for (source, client) in sources {
         let task = TenantRun {
@@ -274,17 +271,8 @@ pub async fn backfill(config: BackfillConfig) -> Result<Exit, CommandError> {
 
     // Seal what is closed; later periods are sealed by `run`, `seal` or
     // the next backfill.
-    let _ = stop_sealing.send(true);
-    if let Some(task) = sealing {
-        let _ = task.await;
-    }
-    let sealed = match &sealer {
-        Some(sealer) => {
-            if let Err(error) = sealer.seal_all(crate::seal::now_ms()).await {
-                tracing::error!(%error, "the last sealing pass failed; `audit-archiver seal` completes it");
-            }
-            Some(sealer.totals().await)
-        }
+    let sealed = match sealing {
+        Some(sealing) => Some(sealing.finish().await),
         None => None,
     };
     let counters = shared.counters.snapshot();

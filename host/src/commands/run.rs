@@ -38,7 +38,7 @@ pub async fn run(config: RunConfig) -> Result<Exit, CommandError> {
     let component = load_component(&config.routing)?;
     let (clients, mut archive) = open_sink(&config.aws, &config.bucket, &config.objects).await?;
     let sealer = match &config.seal {
-        Some(seal) => Some(Arc::new(open_sealer(&clients, &mut archive, seal)?)),
+        Some(seal) => Some(open_sealer(&clients, &mut archive, seal)?),
         None => None,
     };
     let sqs = SqsSource::new(clients.sqs.clone());
@@ -103,10 +103,7 @@ pub async fn run(config: RunConfig) -> Result<Exit, CommandError> {
             pipeline: config.pipeline.clone(),
         },
     });
-    let (stop_sealing, sealing_stopped) = watch::channel(false);
-    let sealing = sealer
-        .clone()
-        .map(|sealer| tokio::spawn(crate::seal::seal_periodically(sealer, sealing_stopped)));
+    let sealing = sealer.map(crate::seal::Sealing::start);
     let mut workers = JoinSet::new();
     let mut left = Left::default();
     for (queue, health) in queues.into_iter().zip(health) {
@@ -139,17 +136,8 @@ pub async fn run(config: RunConfig) -> Result<Exit, CommandError> {
         stats.abort();
     }
     // One last pass, so a batch job leaves every closed period sealed.
-    let _ = stop_sealing.send(true);
-    if let Some(task) = sealing {
-        let _ = task.await;
-    }
-    let sealed = match &sealer {
-        Some(sealer) => {
-            if let Err(error) = sealer.seal_all(crate::seal::now_ms()).await {
-                tracing::error!(%error, "the last sealing pass failed; `audit-archiver seal` or the next run completes it");
-            }
-            Some(sealer.totals().await)
-        }
+    let sealed = match sealing {
+        Some(sealing) => Some(sealing.finish().await),
         None => None,
     };
     let snapshot = counters.snapshot();

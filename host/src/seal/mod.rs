@@ -89,15 +89,7 @@ impl DigestStore for BucketDigests {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<Listed>, SealError> {
-        let mut pages = self.reader.keys(prefix);
-        let mut listed = Vec::new();
-        while let Some(page) = pages.next_page().await.map_err(store_error)? {
-            listed.extend(page.into_iter().map(|object| Listed {
-                last_modified_ms: object.last_modified_ms.unwrap_or_default(),
-                key: object.key,
-            }));
-        }
-        Ok(listed)
+        self.list_after(prefix, "").await
     }
 
     async fn list_after(&self, prefix: &str, start_after: &str) -> Result<Vec<Listed>, SealError> {
@@ -152,10 +144,42 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// Seals every chain whenever a period has closed, until `stop` turns true
-/// (`run`'s background task). A failed pass is logged and retried at the
-/// next tick; nothing it leaves half-done needs repair.
-pub async fn seal_periodically(
+/// Sealing beside a long-running writer (`run`, `backfill`): a background
+/// task seals every chain whenever a period has closed; [`Sealing::finish`]
+/// stops it and makes one last pass.
+#[derive(Debug)]
+pub struct Sealing {
+    sealer: Arc<Sealer<BucketDigests>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sealing {
+    /// Starts sealing in the background.
+    pub fn start(sealer: Sealer<BucketDigests>) -> Sealing {
+        let sealer = Arc::new(sealer);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(seal_periodically(sealer.clone(), stopped));
+        Sealing { sealer, stop, task }
+    }
+
+    /// Stops the background task, seals what has closed by now, and returns
+    /// everything this sealer did. Periods still open are sealed by the next
+    /// pass of any sealer (`run`, the Lambda schedule, `seal`).
+    pub async fn finish(self) -> Sealed {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+        if let Err(error) = self.sealer.seal_all(now_ms()).await {
+            tracing::error!(%error, "the last sealing pass failed; `audit-archiver seal` or the next run completes it");
+        }
+        self.sealer.totals().await
+    }
+}
+
+/// Seals every chain whenever a period has closed, until `stop` turns true.
+/// A failed pass is logged and retried at the next tick; nothing it leaves
+/// half-done needs repair.
+async fn seal_periodically(
     sealer: Arc<Sealer<BucketDigests>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
