@@ -138,35 +138,17 @@ impl S3Archive {
 }
 
 impl S3Archive {
-    /// Stores a small state object (a checkpoint) only if nothing exists
-    /// under `key`, with the bucket's encryption settings.
+    /// Stores a small state object (a checkpoint, a manifest segment) only
+    /// if nothing exists under `key`, with the bucket's encryption settings
+    /// (no retention: state may be expired).
     pub async fn put_state_if_absent(
         &self,
         key: &str,
         body: &str,
     ) -> Result<PutOutcome, StoreError> {
-        let checksum = aws_smithy_types::base64::encode(Sha256::digest(body.as_bytes()));
-        let mut request = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .if_none_match("*")
-            .content_type("application/json")
-            .checksum_algorithm(ChecksumAlgorithm::Sha256)
-            .checksum_sha256(checksum)
-            .set_expected_bucket_owner(self.options.expected_bucket_owner.clone())
-            .body(ByteStream::from(body.as_bytes().to_vec()));
-        if let Some(sse) = &self.options.sse {
-            request = request
-                .server_side_encryption(ServerSideEncryption::from(sse.as_str()))
-                .set_ssekms_key_id(self.options.sse_kms_key_id.clone());
-        }
-        match request.send().await {
-            Ok(_) => Ok(PutOutcome::Created),
-            Err(error) if http_status(&error) == Some(412) => Ok(PutOutcome::AlreadyExists),
-            Err(error) => Err(self.failure("PutObject", key, &error)),
-        }
+        let sha256 = Sha256::digest(body.as_bytes());
+        let request = self.conditional_put(key, body.as_bytes().to_vec(), &sha256);
+        self.send_conditional(request, key).await
     }
 
     /// Stores a digest (gzipped JSON) only if nothing exists under `key`,
@@ -178,28 +160,15 @@ impl S3Archive {
         body: Vec<u8>,
         metadata: Vec<(&'static str, String)>,
     ) -> Result<PutOutcome, StoreError> {
-        let checksum = aws_smithy_types::base64::encode(Sha256::digest(&body));
+        let sha256 = Sha256::digest(&body);
         let mut request = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .if_none_match("*")
-            .content_type("application/json")
-            .content_encoding("gzip")
-            .checksum_algorithm(ChecksumAlgorithm::Sha256)
-            .checksum_sha256(checksum)
-            .set_expected_bucket_owner(self.options.expected_bucket_owner.clone())
-            .body(ByteStream::from(body));
+            .conditional_put(key, body, &sha256)
+            .content_encoding("gzip");
         for (name, value) in metadata {
             request = request.metadata(name, value);
         }
-        request = self.with_object_options(request);
-        match request.send().await {
-            Ok(_) => Ok(PutOutcome::Created),
-            Err(error) if http_status(&error) == Some(412) => Ok(PutOutcome::AlreadyExists),
-            Err(error) => Err(self.failure("PutObject", key, &error)),
-        }
+        let request = self.with_retention(request);
+        self.send_conditional(request, key).await
     }
 
     /// Every key under `prefix` (ListObjectsV2, all pages).
@@ -231,14 +200,36 @@ impl S3Archive {
 }
 
 impl S3Archive {
-    /// Encryption, storage class and Object Lock retention: what every
-    /// archived object and digest is written with.
-    fn with_object_options(&self, mut request: PutObjectFluentBuilder) -> PutObjectFluentBuilder {
+    /// A PUT of JSON `body` under `key` that succeeds only if nothing is
+    /// there (`If-None-Match: *`), with `sha256` (the body's) as checksum,
+    /// the expected owner and the bucket's encryption: every PUT the host
+    /// makes.
+    fn conditional_put(&self, key: &str, body: Vec<u8>, sha256: &[u8]) -> PutObjectFluentBuilder {
+        let checksum = aws_smithy_types::base64::encode(sha256);
+        let mut request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .if_none_match("*")
+            .content_type("application/json")
+            // The algorithm header too: S3 demands it (or Content-MD5) for
+            // Object Lock, and the SDK then sends our value as is.
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .checksum_sha256(checksum)
+            .set_expected_bucket_owner(self.options.expected_bucket_owner.clone())
+            .body(ByteStream::from(body));
         if let Some(sse) = &self.options.sse {
             request = request
                 .server_side_encryption(ServerSideEncryption::from(sse.as_str()))
                 .set_ssekms_key_id(self.options.sse_kms_key_id.clone());
         }
+        request
+    }
+
+    /// Storage class and Object Lock retention: what archived objects and
+    /// digests are written with, and state is not.
+    fn with_retention(&self, mut request: PutObjectFluentBuilder) -> PutObjectFluentBuilder {
         if let Some(class) = &self.options.storage_class {
             request = request.storage_class(StorageClass::from(class.as_str()));
         }
@@ -250,42 +241,38 @@ impl S3Archive {
         }
         request
     }
+
+    /// Sends a conditional PUT: created, or already there (HTTP 412).
+    async fn send_conditional(
+        &self,
+        request: PutObjectFluentBuilder,
+        key: &str,
+    ) -> Result<PutOutcome, StoreError> {
+        match request.send().await {
+            Ok(_) => Ok(PutOutcome::Created),
+            Err(error) if http_status(&error) == Some(412) => Ok(PutOutcome::AlreadyExists),
+            Err(error) => Err(self.failure("PutObject", key, &error)),
+        }
+    }
 }
 
 impl ArchiveStore for S3Archive {
     async fn put_if_absent(&self, object: &ArchiveObject<'_>) -> Result<PutOutcome, StoreError> {
         let body = object.body.as_bytes();
         let sha256 = Sha256::digest(body);
-        let checksum = aws_smithy_types::base64::encode(sha256);
         let mut request = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(&object.key)
-            .if_none_match("*")
-            .content_type("application/json")
-            // The algorithm header too: S3 demands it (or Content-MD5) for
-            // Object Lock, and the SDK then sends our value as is.
-            .checksum_algorithm(ChecksumAlgorithm::Sha256)
-            .checksum_sha256(checksum)
-            .metadata(MESSAGE_ID_METADATA, object.message_id)
-            .set_expected_bucket_owner(self.options.expected_bucket_owner.clone())
-            .body(ByteStream::from(body.to_vec()));
+            .conditional_put(&object.key, body.to_vec(), &sha256)
+            .metadata(MESSAGE_ID_METADATA, object.message_id);
         for (name, value) in &object.metadata {
             request = request.metadata(*name, value);
         }
-        request = self.with_object_options(request);
-        match request.send().await {
-            Ok(_) => {
-                if let Some(manifest) = &self.manifest {
-                    let now = chrono::Utc::now().timestamp_millis();
-                    manifest.record(&object.key, body, crate::seal::digest::hex(&sha256), now);
-                }
-                Ok(PutOutcome::Created)
-            }
-            Err(error) if http_status(&error) == Some(412) => Ok(PutOutcome::AlreadyExists),
-            Err(error) => Err(self.failure("PutObject", &object.key, &error)),
+        let request = self.with_retention(request);
+        let outcome = self.send_conditional(request, &object.key).await?;
+        if let (PutOutcome::Created, Some(manifest)) = (&outcome, &self.manifest) {
+            let now = chrono::Utc::now().timestamp_millis();
+            manifest.record(&object.key, body, crate::seal::digest::hex(&sha256), now);
         }
+        Ok(outcome)
     }
 
     async fn stored_message_id(&self, key: &str) -> Result<Option<String>, StoreError> {
