@@ -1,8 +1,9 @@
 //! What a writer knows of each object it stores, kept for the sealer: the
 //! SHA-256 it sent as the PUT's checksum and the records' event times. The
-//! writer records them as it stores and flushes them, one small gzipped
+//! writer records them as it stores and flushes them, one small JSON
 //! segment per chain and period, under the state prefix (not a chain, not
-//! sealed); the sealer then reads one segment instead of every object.
+//! sealed, written as checkpoints are: no retention, so it may expire); the
+//! sealer then reads one segment instead of every object.
 //!
 //! The manifest only saves reads: an object it does not cover (a writer
 //! killed before its flush, a segment flushed late, a writer of another
@@ -89,30 +90,30 @@ impl Recorder {
     }
 
     /// Everything recorded so far, as segments to write: (key, JSON).
-    pub fn take(&self) -> Vec<(String, Vec<u8>)> {
+    pub fn take(&self) -> Vec<(String, String)> {
         let pending = std::mem::take(&mut *self.pending.lock().expect("the manifest lock"));
         pending
             .into_iter()
             .map(|((chain, start), entries)| {
                 let n = self.flushes.fetch_add(1, Ordering::Relaxed);
                 let key = format!(
-                    "{}{}-{n}.json.gz",
+                    "{}{}-{n}.json",
                     period_key(&self.manifest_prefix, &chain, start),
                     self.writer
                 );
                 (
                     key,
-                    serde_json::to_vec(&entries).expect("entries serialise"),
+                    serde_json::to_string(&entries).expect("entries serialise"),
                 )
             })
             .collect()
     }
 
     /// Puts back segments that could not be written, to try again.
-    pub fn restore(&self, segments: Vec<(String, Vec<u8>)>) {
+    pub fn restore(&self, segments: Vec<(String, String)>) {
         let mut pending = self.pending.lock().expect("the manifest lock");
         for (key, json) in segments {
-            let Ok(entries) = serde_json::from_slice::<Vec<Entry>>(&json) else {
+            let Ok(entries) = serde_json::from_str::<Vec<Entry>>(&json) else {
                 continue;
             };
             let mut parts = key
@@ -149,7 +150,7 @@ mod tests {
         assert!(segments[0]
             .0
             .starts_with("_state/manifest/acme/0000000060000/"));
-        let entries: Vec<Entry> = serde_json::from_slice(&segments[0].1).unwrap();
+        let entries: Vec<Entry> = serde_json::from_str(&segments[0].1).unwrap();
         assert_eq!(entries[0].event_times, Some((7, 7)));
         assert_eq!(entries[1].sha256, "bb");
         assert!(recorder.take().is_empty());

@@ -78,6 +78,14 @@ impl BucketDigests {
     }
 }
 
+impl BucketDigests {
+    fn writer(&self) -> Result<&S3Archive, SealError> {
+        self.writer
+            .as_ref()
+            .ok_or_else(|| SealError::Store("this command only reads".into()))
+    }
+}
+
 impl DigestStore for BucketDigests {
     fn bucket(&self) -> &str {
         self.reader.bucket()
@@ -118,17 +126,20 @@ impl DigestStore for BucketDigests {
         }
     }
 
+    async fn put_state_if_absent(&self, key: &str, json: &str) -> Result<PutOutcome, SealError> {
+        self.writer()?
+            .put_state_if_absent(key, json)
+            .await
+            .map_err(|e| SealError::Store(e.detail))
+    }
+
     async fn put_if_absent(
         &self,
         key: &str,
         body: Vec<u8>,
         metadata: Vec<(&'static str, String)>,
     ) -> Result<PutOutcome, SealError> {
-        let writer = self
-            .writer
-            .as_ref()
-            .ok_or_else(|| SealError::Store("this command only reads".into()))?;
-        writer
+        self.writer()?
             .put_digest_if_absent(key, body, metadata)
             .await
             .map_err(|e| SealError::Store(e.detail))

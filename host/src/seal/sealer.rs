@@ -72,6 +72,13 @@ pub trait DigestStore: Send + Sync {
     ) -> impl Future<Output = Result<Vec<Listed>, SealError>> + Send;
     /// The current object under `key`; `None` when there is none.
     fn read(&self, key: &str) -> impl Future<Output = Result<Option<Fetched>, SealError>> + Send;
+    /// Writes a state object (a manifest segment: JSON, no retention, so
+    /// it may expire) only if nothing exists under `key`.
+    fn put_state_if_absent(
+        &self,
+        key: &str,
+        json: &str,
+    ) -> impl Future<Output = Result<PutOutcome, SealError>> + Send;
     /// Writes a digest only if nothing exists under `key`.
     fn put_if_absent(
         &self,
@@ -214,11 +221,7 @@ impl<S: DigestStore> Sealer<S> {
         };
         let mut failed = Vec::new();
         for (key, json) in recorder.take() {
-            if let Err(error) = self
-                .store
-                .put_if_absent(&key, gzip(&json), Vec::new())
-                .await
-            {
+            if let Err(error) = self.store.put_state_if_absent(&key, &json).await {
                 tracing::warn!(segment = %key, %error, "cannot write a manifest segment; kept for the next flush");
                 failed.push((key, json));
             }
@@ -470,10 +473,7 @@ impl<S: DigestStore> Sealer<S> {
             let Some(fetched) = self.store.read(&segment.key).await? else {
                 continue;
             };
-            let parsed = gunzip(&fetched.body, MAX_DIGEST_JSON)
-                .ok()
-                .and_then(|json| serde_json::from_slice::<Vec<Entry>>(&json).ok());
-            match parsed {
+            match serde_json::from_slice::<Vec<Entry>>(&fetched.body).ok() {
                 Some(list) => entries.extend(list.into_iter().map(|e| (e.key.clone(), e))),
                 None => {
                     tracing::warn!(segment = %segment.key, "not a manifest segment; its objects are read back")

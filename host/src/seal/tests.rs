@@ -128,6 +128,11 @@ impl DigestStore for Memory {
         }))
     }
 
+    async fn put_state_if_absent(&self, key: &str, json: &str) -> Result<PutOutcome, SealError> {
+        self.put_if_absent(key, json.as_bytes().to_vec(), Vec::new())
+            .await
+    }
+
     async fn put_if_absent(
         &self,
         key: &str,
