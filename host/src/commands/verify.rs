@@ -8,7 +8,7 @@
 //! with one line per problem on stderr. Prints a report per tenant and day;
 //! exit 0 when there is no finding, 1 when there is one.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -24,7 +24,7 @@ use crate::archive_layout::{Day, Layout};
 use crate::archive_read::{ArchiveReader, KeyVersions, ReadError};
 use crate::config::{ReadConfig, VerifyConfig, VerifyFormat};
 use crate::seal::kms::KmsKey;
-use crate::seal::validate::{validate, ChainReport, ValidateSettings};
+use crate::seal::validate::{validate, ChainReport, KnownBodies, ValidateSettings};
 use crate::seal::{BucketDigests, PublicKey};
 
 /// Prefixes listed at once.
@@ -122,7 +122,7 @@ struct Tally {
     versioned: bool,
     /// Every body read: key -> (hex SHA-256, version), so proving the
     /// digests need not read the same objects again.
-    read: HashMap<String, (String, Option<String>)>,
+    read: KnownBodies,
 }
 
 impl Tally {
@@ -354,7 +354,7 @@ async fn prove_digests(
     reader: &ArchiveReader,
     tenants: &[String],
     quarantine_top: Option<&String>,
-    read: &HashMap<String, (String, Option<String>)>,
+    read: &KnownBodies,
 ) -> Result<Option<ChainReport>, CommandError> {
     let check = &config.digests;
     let present = reader

@@ -162,6 +162,39 @@ pub struct DigestFile {
     pub log_files: Vec<LogFile>,
 }
 
+/// A digest as stored: its JSON, the JSON's hash and the signature from its
+/// metadata; what the next digest links to and what `verify` checks.
+#[derive(Debug, Clone)]
+pub struct StoredDigest {
+    /// The parsed JSON.
+    pub file: DigestFile,
+    /// Hex SHA-256 of the uncompressed JSON.
+    pub json_sha256: String,
+    /// The `signature` metadata (hex); empty when absent.
+    pub signature: String,
+}
+
+impl StoredDigest {
+    /// Opens a stored digest object (gzipped JSON and its user metadata),
+    /// at most `limit` bytes of JSON; the error says what it is not.
+    pub fn open(
+        body: &[u8],
+        metadata: &std::collections::HashMap<String, String>,
+        limit: u64,
+    ) -> Result<StoredDigest, String> {
+        let json = gunzip(body, limit).map_err(|e| format!("not gzip: {e}"))?;
+        let file = serde_json::from_slice(&json).map_err(|e| format!("not a digest: {e}"))?;
+        Ok(StoredDigest {
+            file,
+            json_sha256: sha256_hex(&json),
+            signature: metadata
+                .get(SIGNATURE_METADATA)
+                .cloned()
+                .unwrap_or_default(),
+        })
+    }
+}
+
 /// The string a digest's signature is over, as CloudTrail builds it:
 /// `digestEndTime \n bucket/key \n hex(SHA-256(json)) \n previousSignature`
 /// (the literal `null` for the first digest of a chain).

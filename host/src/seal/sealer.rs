@@ -22,8 +22,8 @@ use futures::stream::{self, StreamExt};
 use tokio::sync::Mutex;
 
 use super::digest::{
-    chain_prefix, digest_key, digest_key_end, event_times, format_event_time, format_instant,
-    gunzip, gzip, sha256_hex, string_to_sign, DigestFile, LogFile, Period, HASH_ALGORITHM,
+    chain_prefix, digest_key, digest_key_end, event_times, format_event_time, format_instant, gzip,
+    sha256_hex, string_to_sign, DigestFile, LogFile, Period, StoredDigest, HASH_ALGORITHM,
     SIGNATURE_ALGORITHM_METADATA, SIGNATURE_METADATA,
 };
 use super::manifest::{self, Entry, Recorder};
@@ -541,24 +541,19 @@ impl<S: DigestStore> Sealer<S> {
         let Some(fetched) = self.store.read(key).await? else {
             return Ok(None);
         };
-        let json = gunzip(&fetched.body, MAX_DIGEST_JSON)
-            .map_err(|e| SealError::Store(format!("digest {key} is not gzip: {e}")))?;
-        let file: DigestFile = serde_json::from_slice(&json)
-            .map_err(|e| SealError::Store(format!("digest {key} is not a digest: {e}")))?;
+        let stored = StoredDigest::open(&fetched.body, &fetched.metadata, MAX_DIGEST_JSON)
+            .map_err(|e| SealError::Store(format!("digest {key} is {e}")))?;
         let end_ms = digest_key_end(key, chain)
             .ok_or_else(|| SealError::Store(format!("{key} is not a digest key")))?;
-        let start_ms = super::digest::parse_instant(&file.digest_start_time)
+        let start_ms = super::digest::parse_instant(&stored.file.digest_start_time)
             .unwrap_or(end_ms - self.settings.period_ms);
         let period = Period { start_ms, end_ms };
+        let file = stored.file;
         Ok(Some(Head {
             key: key.to_string(),
             period,
-            json_sha256: sha256_hex(&json),
-            signature: fetched
-                .metadata
-                .get(SIGNATURE_METADATA)
-                .cloned()
-                .unwrap_or_default(),
+            json_sha256: stored.json_sha256,
+            signature: stored.signature,
             listed: file.log_files.into_iter().map(|f| f.s3_object).collect(),
         }))
     }

@@ -13,8 +13,8 @@ use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
 use super::digest::{
-    chain_prefix, digest_key_end, format_instant, gunzip, parse_instant, sha256_hex,
-    string_to_sign, unhex, DigestFile, LogFile, SIGNATURE_METADATA,
+    chain_prefix, digest_key_end, format_instant, parse_instant, sha256_hex, string_to_sign, unhex,
+    DigestFile, LogFile, StoredDigest,
 };
 use super::sealer::{DigestStore, Listed, SealError, MAX_DIGEST_JSON};
 use super::signer::PublicKey;
@@ -164,10 +164,8 @@ async fn validate_chain<S: DigestStore>(
             continue;
         };
         report.digest_files += 1;
-        let parsed = gunzip(&fetched.body, MAX_DIGEST_JSON)
-            .ok()
-            .and_then(|json| Some((serde_json::from_slice::<DigestFile>(&json).ok()?, json)));
-        let Some((file, json)) = parsed else {
+        let Ok(stored) = StoredDigest::open(&fetched.body, &fetched.metadata, MAX_DIGEST_JSON)
+        else {
             report.problems.push(Problem {
                 subject: "Digest file",
                 target: s3(&listed.key),
@@ -176,8 +174,8 @@ async fn validate_chain<S: DigestStore>(
             continue;
         };
         let (Some(start_ms), Some(end_ms)) = (
-            parse_instant(&file.digest_start_time),
-            parse_instant(&file.digest_end_time),
+            parse_instant(&stored.file.digest_start_time),
+            parse_instant(&stored.file.digest_end_time),
         ) else {
             report.problems.push(Problem {
                 subject: "Digest file",
@@ -188,13 +186,9 @@ async fn validate_chain<S: DigestStore>(
         };
         found.push(Found {
             key: listed.key,
-            json_sha256: sha256_hex(&json),
-            signature: fetched
-                .metadata
-                .get(SIGNATURE_METADATA)
-                .cloned()
-                .unwrap_or_default(),
-            file,
+            json_sha256: stored.json_sha256,
+            signature: stored.signature,
+            file: stored.file,
             start_ms,
             end_ms,
         });
