@@ -8,7 +8,7 @@
 //! - `deploy/cloudformation.yaml`: every `service:Action` token between a
 //!   `# host-actions-begin` and a `# host-actions-end` comment line (the template
 //!   is read as text: CloudFormation tags such as `!Sub` are not plain YAML);
-//! - `README.md`: the fenced ```` ```json ```` block right after the line that
+//! - `docs/iam.md`: the fenced ```` ```json ```` block right after the line that
 //!   contains `<!-- host-iam-policy -->`; every `Action` string in it.
 //!
 //! `permissions::auditor_actions()` (the read-only `verify` and `query`) is
@@ -29,15 +29,15 @@ use std::path::PathBuf;
 use audit_archiver::permissions;
 
 const TEMPLATE: &str = "deploy/cloudformation.yaml";
-const README: &str = "README.md";
+const IAM_DOC: &str = "docs/iam.md";
 const BEGIN: &str = "# host-actions-begin";
 const END: &str = "# host-actions-end";
 const LAMBDA_BEGIN: &str = "# lambda-actions-begin";
 const LAMBDA_END: &str = "# lambda-actions-end";
-const README_MARKER: &str = "<!-- host-iam-policy -->";
+const HOST_MARKER: &str = "<!-- host-iam-policy -->";
 const AUDITOR_BEGIN: &str = "# auditor-actions-begin";
 const AUDITOR_END: &str = "# auditor-actions-end";
-const AUDITOR_README_MARKER: &str = "<!-- auditor-iam-policy -->";
+const AUDITOR_MARKER: &str = "<!-- auditor-iam-policy -->";
 const KEY_POLICY_BEGIN: &str = "# digest-key-policy-begin";
 const KEY_POLICY_END: &str = "# digest-key-policy-end";
 /// The one signing action, and the only logical ids that may be granted it.
@@ -170,20 +170,15 @@ fn template_actions(template: &str, begin: &str, end: &str) -> BTreeSet<String> 
     actions
 }
 
-/// The ```json block that follows the marker line in the README.
-fn readme_policy_json(readme: &str) -> String {
-    readme_block_after(readme, README_MARKER)
-}
-
-/// The ```json block that follows the line holding `marker`.
-fn readme_block_after(readme: &str, marker: &str) -> String {
-    let mut lines = readme.lines();
+/// The ```json block that follows the line holding `marker` in `page`.
+fn block_after(page: &str, marker: &str) -> String {
+    let mut lines = page.lines();
     lines
         .by_ref()
         .find(|line| line.contains(marker))
         .unwrap_or_else(|| {
             panic!(
-                "{README} has no `{marker}` line: put it right before the ```json block \
+                "{IAM_DOC} has no `{marker}` line: put it right before the ```json block \
                  that holds the least-privilege IAM policy"
             )
         });
@@ -191,7 +186,7 @@ fn readme_block_after(readme: &str, marker: &str) -> String {
     assert_eq!(
         fence.map(str::trim),
         Some("```json"),
-        "{README}: the line after `{marker}` must open a ```json block"
+        "{IAM_DOC}: the line after `{marker}` must open a ```json block"
     );
     let mut json = String::new();
     for line in lines {
@@ -201,7 +196,7 @@ fn readme_block_after(readme: &str, marker: &str) -> String {
         json.push_str(line);
         json.push('\n');
     }
-    panic!("{README}: the ```json block after `{marker}` is not closed")
+    panic!("{IAM_DOC}: the ```json block after `{marker}` is not closed")
 }
 
 /// Every string under an `Action` key, at any depth (a string or a list).
@@ -217,12 +212,14 @@ fn collect_actions(value: &serde_json::Value, out: &mut BTreeSet<String>) {
                         serde_json::Value::Array(items) => {
                             for item in items {
                                 let s = item.as_str().unwrap_or_else(|| {
-                                    panic!("{README}: an Action list holds a non-string: {item}")
+                                    panic!("{IAM_DOC}: an Action list holds a non-string: {item}")
                                 });
                                 out.insert(s.to_owned());
                             }
                         }
-                        other => panic!("{README}: Action is neither a string nor a list: {other}"),
+                        other => {
+                            panic!("{IAM_DOC}: Action is neither a string nor a list: {other}")
+                        }
                     }
                 } else {
                     collect_actions(v, out);
@@ -257,15 +254,15 @@ fn cloudformation_lambda_role_grants_exactly_the_code_actions() {
 }
 
 #[test]
-fn readme_iam_policy_grants_exactly_the_code_actions() {
-    let readme = read_repo_file(README);
-    let json = readme_policy_json(&readme);
+fn documented_host_policy_grants_exactly_the_code_actions() {
+    let page = read_repo_file(IAM_DOC);
+    let json = block_after(&page, HOST_MARKER);
     let policy: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|e| {
-        panic!("{README}: the ```json block after `{README_MARKER}` is not valid JSON: {e}")
+        panic!("{IAM_DOC}: the ```json block after `{HOST_MARKER}` is not valid JSON: {e}")
     });
     let mut actions = BTreeSet::new();
     collect_actions(&policy, &mut actions);
-    assert_matches_code(&format!("the IAM policy in {README}"), &actions);
+    assert_matches_code(&format!("the IAM policy in {IAM_DOC}"), &actions);
 }
 
 #[test]
@@ -300,16 +297,16 @@ fn cloudformation_auditor_role_grants_exactly_the_read_actions() {
 }
 
 #[test]
-fn readme_auditor_policy_grants_exactly_the_read_actions() {
-    let readme = read_repo_file(README);
-    let json = readme_block_after(&readme, AUDITOR_README_MARKER);
+fn documented_auditor_policy_grants_exactly_the_read_actions() {
+    let page = read_repo_file(IAM_DOC);
+    let json = block_after(&page, AUDITOR_MARKER);
     let policy: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|e| {
-        panic!("{README}: the ```json block after `{AUDITOR_README_MARKER}` is not valid JSON: {e}")
+        panic!("{IAM_DOC}: the ```json block after `{AUDITOR_MARKER}` is not valid JSON: {e}")
     });
     let mut actions = BTreeSet::new();
     collect_actions(&policy, &mut actions);
     assert_matches(
-        &format!("the auditor policy in {README}"),
+        &format!("the auditor policy in {IAM_DOC}"),
         &actions,
         permissions::auditor_actions(),
     );
@@ -328,16 +325,16 @@ fn readme_auditor_policy_grants_exactly_the_read_actions() {
 }
 
 #[test]
-fn readme_auditor_policy_cannot_sign() {
-    let readme = read_repo_file(README);
+fn documented_auditor_policy_cannot_sign() {
+    let page = read_repo_file(IAM_DOC);
     let policy: serde_json::Value =
-        serde_json::from_str(&readme_block_after(&readme, AUDITOR_README_MARKER)).unwrap();
+        serde_json::from_str(&block_after(&page, AUDITOR_MARKER)).unwrap();
     let mut actions = BTreeSet::new();
     collect_actions(&policy, &mut actions);
     for action in &actions {
         assert!(
             !covers(action, SIGN),
-            "the auditor policy in {README} grants {SIGN} through {action}"
+            "the auditor policy in {IAM_DOC} grants {SIGN} through {action}"
         );
     }
 }

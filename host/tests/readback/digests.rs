@@ -4,7 +4,7 @@
 //! (`tests/python/check_digests.py`: boto3 + `cryptography`, no code of
 //! ours) from the documented string to sign. Each tampering is really done
 //! to the bucket, and must be named once. Keys are made with `openssl`, as
-//! the README tells users to.
+//! `docs/proving.md` tells users to.
 
 use std::collections::BTreeMap;
 use std::path::Path;

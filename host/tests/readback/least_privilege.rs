@@ -1,4 +1,4 @@
-//! The README's auditor policy is enough for `verify` and `query`, allows
+//! The auditor policy of `docs/iam.md` is enough for `verify` and `query`, allows
 //! no write, and a missing permission is named: moto enforces IAM (its `/moto-api/reset-auth` switch)
 //! and the commands run with the keys of a user holding exactly that policy.
 //!
@@ -15,9 +15,9 @@ use serde_json::{json, Value};
 use crate::common::{archive, bucket, put_raw, DAY, T};
 
 /// The JSON block after `<!-- auditor-iam-policy -->`, for `bucket`.
-fn readme_auditor_policy(bucket: &str) -> Value {
+fn auditor_policy(bucket: &str) -> Value {
     with_head_bucket(
-        kit::readme_policy("auditor-iam-policy", bucket, "*"),
+        kit::documented_policy("auditor-iam-policy", bucket, "*"),
         bucket,
     )
 }
@@ -50,7 +50,7 @@ fn with_head_bucket(mut policy: Value, bucket: &str) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_readme_auditor_policy_reads_everything_and_writes_nothing() {
+async fn the_documented_auditor_policy_reads_everything_and_writes_nothing() {
     let moto = Moto::start().await;
     let bucket = bucket(&moto, true, false).await;
     let objects = archive(
@@ -77,8 +77,8 @@ async fn the_readme_auditor_policy_reads_everything_and_writes_nothing() {
         Some(&object.body),
     )
     .await;
-    let keys = moto.iam_user("auditor", &readme_auditor_policy(&bucket));
-    let mut without_versions = readme_auditor_policy(&bucket);
+    let keys = moto.iam_user("auditor", &auditor_policy(&bucket));
+    let mut without_versions = auditor_policy(&bucket);
     for statement in without_versions["Statement"].as_array_mut().unwrap() {
         if let Some(actions) = statement["Action"].as_array_mut() {
             actions.retain(|a| a != "s3:ListBucketVersions");
@@ -187,11 +187,11 @@ async fn the_readme_auditor_policy_reads_everything_and_writes_nothing() {
     }
 }
 
-/// The README's policies and the digest key: the host's seals with KMS
+/// The policies of `docs/iam.md` and the digest key: the host's seals with KMS
 /// (`kms:Sign` on that key and nothing more), the auditor's proves the
 /// chain with the key's public half and cannot sign one digest.
 #[tokio::test(flavor = "multi_thread")]
-async fn the_readme_policies_seal_with_kms_and_the_auditor_cannot_sign() {
+async fn the_documented_policies_seal_with_kms_and_the_auditor_cannot_sign() {
     let moto = Moto::start().await;
     let bucket = bucket(&moto, false, false).await;
     let kms = aws_sdk_kms::Client::new(
@@ -224,14 +224,14 @@ async fn the_readme_policies_seal_with_kms_and_the_auditor_cannot_sign() {
     let host = moto.iam_user(
         "host",
         &kms_on_any_resource(with_head_bucket(
-            kit::readme_policy("host-iam-policy", &bucket, key_id),
+            kit::documented_policy("host-iam-policy", &bucket, key_id),
             &bucket,
         )),
     );
     let auditor = moto.iam_user(
         "auditor",
         &kms_on_any_resource(with_head_bucket(
-            kit::readme_policy("auditor-iam-policy", &bucket, key_id),
+            kit::documented_policy("auditor-iam-policy", &bucket, key_id),
             &bucket,
         )),
     );

@@ -1,7 +1,7 @@
 //! Scenario 9: the truth of `--drain` and refused calls. moto enforces IAM
 //! (its `/moto-api/reset-auth` switch; requests are checked against the
 //! caller's policies) and the host runs with the keys of a user holding the
-//! README's host policy:
+//! host policy of `docs/iam.md`:
 //! - as written, it archives and deletes everything (least privilege proven);
 //! - without `sqs:DeleteMessage`, `--drain` exits 1 naming the permission,
 //!   logs the refusal once (not once per message), says what is left and why,
@@ -26,10 +26,10 @@ use audit_archiver_test_kit::{
 const ACCOUNT: &str = "123456789012";
 const REGION: &str = "us-east-1";
 
-/// The README's host policy (the JSON block after `<!-- host-iam-policy -->`),
+/// The host policy of `docs/iam.md` (the JSON block after `<!-- host-iam-policy -->`),
 /// for `bucket`, with `drop` removed from every statement.
-fn readme_policy(bucket: &str, drop: &[&str]) -> Value {
-    let mut policy = kit::readme_policy("host-iam-policy", bucket, "*");
+fn host_policy(bucket: &str, drop: &[&str]) -> Value {
+    let mut policy = kit::documented_policy("host-iam-policy", bucket, "*");
     for statement in policy["Statement"].as_array_mut().unwrap() {
         if let Some(actions) = statement["Action"].as_array_mut() {
             actions.retain(|a| !drop.contains(&a.as_str().unwrap()));
@@ -78,7 +78,7 @@ fn with_moto_aliases(mut policy: Value, bucket: &str) -> Value {
     policy
 }
 
-/// A tenant queue named as the README policy's resource expects.
+/// A tenant queue named as the documented policy's resource expects.
 async fn tenant_queue(moto: &Moto, tenant: &str) -> String {
     moto.queue(&format!("{tenant}-prismacloud-auditlog.fifo"))
         .await
@@ -111,7 +111,7 @@ async fn one_group(moto: &Moto, queue: &str, n: usize, sent: &mut Sent) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_readme_policy_suffices_under_iam_enforcement() {
+async fn the_documented_host_policy_suffices_under_iam_enforcement() {
     let _serial = kit::serial().await;
     let name = "least-privilege";
     let moto = Moto::start().await;
@@ -126,7 +126,7 @@ async fn the_readme_policy_suffices_under_iam_enforcement() {
     }
     let keys = moto.iam_user(
         "host",
-        &with_moto_aliases(readme_policy(&bucket, &[]), &bucket),
+        &with_moto_aliases(host_policy(&bucket, &[]), &bucket),
     );
     moto.enforce_iam(true).await;
     let output = kit::run_with_limit(
@@ -145,7 +145,7 @@ async fn the_readme_policy_suffices_under_iam_enforcement() {
     audit.assert_perfect(name);
     println!(
         "[{name}] {} messages over 2 FIFO queues archived and deleted under IAM enforcement \
-         with the README policy (plus moto's 3 aliases)",
+         with the documented host policy (plus moto's 3 aliases)",
         sent.len()
     );
 }
@@ -159,7 +159,7 @@ async fn a_refused_delete_fails_the_drain_names_the_permission_and_loses_nothing
     let queue = tenant_queue(&moto, "acme").await;
     let mut sent = Sent::new();
     one_group(&moto, &queue, 20, &mut sent).await;
-    let policy = with_moto_aliases(readme_policy(&bucket, &["sqs:DeleteMessage"]), &bucket);
+    let policy = with_moto_aliases(host_policy(&bucket, &["sqs:DeleteMessage"]), &bucket);
     let keys = moto.iam_user("no-delete", &policy);
 
     moto.enforce_iam(true).await;
@@ -273,7 +273,7 @@ async fn a_refused_delete_fails_the_drain_names_the_permission_and_loses_nothing
     // With the permission back, everything is archived once and deleted.
     let keys = moto.iam_user(
         "host",
-        &with_moto_aliases(readme_policy(&bucket, &[]), &bucket),
+        &with_moto_aliases(host_policy(&bucket, &[]), &bucket),
     );
     moto.enforce_iam(true).await;
     let output = kit::run_with_limit(

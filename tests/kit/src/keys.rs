@@ -1,4 +1,4 @@
-//! Digest signing keys made as the README tells users to: with `openssl`.
+//! Digest signing keys made as `docs/proving.md` tells users to: with `openssl`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -22,7 +22,7 @@ use std::path::PathBuf;
 
 pub use audit::{audit, Audit};
 pub use keys::{openssl_keys, temp_dir};
-pub use moto::{free_port, readme_policy, Moto, StoredObject};
+pub use moto::{documented_policy, free_port, Moto, StoredObject, IAM_PAGE};
 pub use process::{
     collect_pipe, counter, exit_code, run_with_limit, stderr, stdout_json, summary, summary_of,
     Host,

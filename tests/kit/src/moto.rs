@@ -479,22 +479,25 @@ print(json.dumps([key["AccessKeyId"], key["SecretAccessKey"]]))
     }
 }
 
-/// The README's IAM policy after `<!-- {marker} -->` (`host-iam-policy`,
+/// The page that documents the IAM policies, from the repository root.
+pub const IAM_PAGE: &str = "docs/iam.md";
+
+/// The IAM policy of `docs/iam.md` after `<!-- {marker} -->` (`host-iam-policy`,
 /// `auditor-iam-policy`) for `bucket` in account 123456789012, us-east-1:
 /// the SSE key any (`KEY_ID` = `*`), the digest key `digest_key_id`.
-pub fn readme_policy(marker: &str, bucket: &str, digest_key_id: &str) -> serde_json::Value {
-    let readme = std::fs::read_to_string(crate::repo_root().join("README.md")).unwrap();
-    let block = readme
+pub fn documented_policy(marker: &str, bucket: &str, digest_key_id: &str) -> serde_json::Value {
+    let page = std::fs::read_to_string(crate::repo_root().join(IAM_PAGE)).unwrap();
+    let block = page
         .split(&format!("<!-- {marker} -->"))
         .nth(1)
         .and_then(|after| after.split("```json").nth(1))
         .and_then(|rest| rest.split("```").next())
-        .unwrap_or_else(|| panic!("the README's {marker} block"));
+        .unwrap_or_else(|| panic!("{IAM_PAGE}: the {marker} block"));
     let text = block
         .replace("REGION", "us-east-1")
         .replace("ACCOUNT_ID", "123456789012")
         .replace("BUCKET", bucket)
         .replace("DIGEST_KEY_ID", digest_key_id)
         .replace("KEY_ID", "*");
-    serde_json::from_str(&text).expect("the README policy is JSON")
+    serde_json::from_str(&text).expect("the documented policy is JSON")
 }
