@@ -10,7 +10,7 @@
 # newer glibc symbol (objdump -T).
 #
 #   scripts/package-lambda.sh            # x86_64 (this machine's architecture)
-#   scripts/package-lambda.sh --arm64    # arm64 (Graviton), cross-built; see README
+#   scripts/package-lambda.sh --arm64    # arm64 (Graviton), cross-built; see docs/deploy-aws.md
 #   scripts/package-lambda.sh --no-build # package target/release/audit-archiver as built
 #                                        # (scripts/test.sh, after its own build)
 set -euo pipefail

@@ -2,11 +2,11 @@
 //! sealer's (`seal`, and `run`, `backfill` and the Lambda function, which seal
 //! too) and the auditor's (`verify`, `query`), which only read.
 //!
-//! The IAM policies in the README and the host and auditor roles in
+//! The IAM policies in `docs/iam.md` and the host and auditor roles in
 //! `deploy/cloudformation.yaml` are checked against these lists by a test
 //! (`host/tests/deploy_policy.rs`), and the reliability suite
 //! (`host/tests/reliability/refused.rs`) drains queues with the keys of a user
-//! holding exactly the README's host policy while moto enforces IAM: a new call
+//! holding exactly the documented host policy while moto enforces IAM: a new call
 //! on that path needing a permission the policy lacks fails the test. The
 //! Lambda function's role in the template is checked against
 //! [`lambda_actions`], the auditor's policy against [`auditor_actions`]. The

@@ -50,7 +50,7 @@ pub enum BucketError {
     #[error("bucket {0:?} does not exist (check --bucket / S3_BUCKET_NAME, --region and --endpoint-url)")]
     NotFound(String),
     /// Access denied, or owned by another account.
-    #[error("access to bucket {0:?} is denied (check the credentials, the IAM policy in the README, and --expected-bucket-owner)")]
+    #[error("access to bucket {0:?} is denied (check the credentials, the IAM policy in docs/iam.md, and --expected-bucket-owner)")]
     Denied(String),
     /// Any other failure.
     #[error("cannot reach bucket {bucket:?}: {detail}")]

@@ -434,7 +434,7 @@ pub(super) async fn open_archive(read: &ReadConfig) -> Result<ArchiveReader, Com
 pub(super) fn unreadable(error: &ReadError) -> CommandError {
     let hint = match error.status {
         Some(403) => format!(
-            " (it needs {}: see the auditor policy in the README)",
+            " (it needs {}: see the auditor policy in docs/iam.md)",
             error.permission()
         ),
         _ => String::new(),

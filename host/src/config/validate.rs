@@ -120,7 +120,7 @@ pub fn settings_error_message(error: &SettingsError) -> String {
         }
         _ => format!(
             "invalid --key-template: {error}; use `default`, `seed`, or a template such as \
-             {{tenant}}/%Y/%m/%d/{{message_id}}.json (see the README)"
+             {{tenant}}/%Y/%m/%d/{{message_id}}.json (see docs/configuration.md)"
         ),
     }
 }
