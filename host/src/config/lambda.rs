@@ -116,7 +116,11 @@ impl LambdaArgs {
             100..=60_000,
             defaults::DEADLINE_MARGIN_MS,
         )?;
-        let mut routing = self.routing;
+        let file = ConfigFile::read(self.routing.config.as_deref())?;
+        let limits = file.under(self.sandbox)?.validate()?;
+        // A function's own defaults apply like every default: after the
+        // flags, the environment and the file.
+        let mut routing = file.under(self.routing)?;
         // A function's logs are read by machines (CloudWatch Logs Insights).
         routing.log_format = routing.log_format.or(Some(LogFormat::Json));
         // An execution environment lives on between invocations: a disk cache
@@ -125,12 +129,7 @@ impl LambdaArgs {
             routing.no_cache = true;
         }
         let component_given = routing.component.is_some();
-
-        let file = ConfigFile::read(routing.config.as_deref())?;
-        let limits = file.under(self.sandbox)?.validate()?;
-        let routing = file
-            .under(routing)?
-            .validate(file.under(self.layout)?, limits)?;
+        let routing = routing.validate(file.under(self.layout)?, limits)?;
         let bucket = file.under(self.bucket)?.validate()?;
         let objects = file
             .under(self.objects)?

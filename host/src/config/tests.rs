@@ -59,6 +59,70 @@ fn lambda_errors_start_with_the_environment_variable() {
     assert!(config.routing.cache_dir.is_none());
 }
 
+fn lambda_args(args: &[&str]) -> Result<LambdaConfig, ConfigError> {
+    let mut argv = vec!["audit-archiver", "lambda"];
+    argv.extend_from_slice(args);
+    match Cli::try_parse_from(argv).expect("flags parse").command {
+        Command::Lambda(args) => args.validate(),
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn lambda_layers_flags_then_file_then_its_defaults() {
+    let dir = std::env::temp_dir().join(format!("aa-lambda-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("config.toml");
+    let cache = dir.join("cache");
+    std::fs::write(
+        &path,
+        format!(
+            "bucket = \"archive\"\nlog_format = \"text\"\ncache_dir = \"{}\"\n",
+            cache.display()
+        ),
+    )
+    .unwrap();
+    let path_arg = path.to_str().unwrap();
+    // The file's values are taken, as by every other command.
+    let config = lambda_args(&["--config", path_arg]).unwrap();
+    assert_eq!(config.routing.log_format, LogFormat::Text);
+    assert_eq!(config.routing.cache_dir.as_deref(), Some(cache.as_path()));
+    // Flags (and so the environment, which clap reads into the same
+    // values) win over the file.
+    let config = lambda_args(&[
+        "--config",
+        path_arg,
+        "--log-format",
+        "json",
+        "--cache-dir",
+        "/elsewhere",
+    ])
+    .unwrap();
+    assert_eq!(config.routing.log_format, LogFormat::Json);
+    assert_eq!(
+        config.routing.cache_dir.as_deref(),
+        Some(std::path::Path::new("/elsewhere"))
+    );
+    let config = lambda_args(&["--config", path_arg, "--no-cache"]).unwrap();
+    assert!(config.routing.cache_dir.is_none());
+    // A component set in the file excludes the precompiled artifact as
+    // one given by flag does.
+    std::fs::write(
+        &path,
+        "bucket = \"archive\"\ncomponent = \"/router.wasm\"\n",
+    )
+    .unwrap();
+    let error = lambda_args(&["--config", path_arg, "--precompiled", "/router.cwasm"])
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("--component"), "{error}");
+    // Set nowhere: a function's defaults, JSON logs and no disk cache.
+    let config = lambda_args(&["--bucket", "archive"]).unwrap();
+    assert_eq!(config.routing.log_format, LogFormat::Json);
+    assert!(config.routing.cache_dir.is_none());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn utc_offsets_parse_in_every_usual_spelling() {
     assert_eq!(parse_utc_offset("+09:00").unwrap(), 540);

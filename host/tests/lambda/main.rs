@@ -459,6 +459,74 @@ async fn invalid_settings_are_reported_to_init_error_naming_the_variable() {
     }
 }
 
+/// Starts the function with `env` and waits until it asks for its first
+/// event; its stderr.
+async fn logs_once_ready(moto: &Moto, bucket: &str, env: &[(&str, &str)]) -> String {
+    let api = RuntimeApi::start().await;
+    let function = Function::start(&package_dir(), &api, &moto.endpoint, Some(bucket), env);
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    while api.next_requests().is_empty() && std::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let logs = function.logs();
+    assert!(!api.next_requests().is_empty(), "not ready: {logs}");
+    logs
+}
+
+/// Whether `dir` holds a compiled component.
+fn cached_in(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_file_sets_log_format_and_cache_dir_under_the_environment() {
+    let moto = Moto::start().await;
+    let bucket = moto.bucket().await;
+    let dir = std::env::temp_dir().join(kit::unique("lambda-config"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (file_cache, env_cache) = (dir.join("file-cache"), dir.join("env-cache"));
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "log_format = \"text\"\ncache_dir = \"{}\"\n",
+            file_cache.display()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let ready = |logs: &str| {
+        logs.lines()
+            .find(|l| l.contains("audit-archiver function ready"))
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
+            .unwrap_or_else(|| panic!("no ready line: {logs}"))
+    };
+
+    // The file's values are taken.
+    let logs = logs_once_ready(&moto, &bucket, &[("AUDIT_ARCHIVER_CONFIG", config)]).await;
+    assert!(!ready(&logs), "text logs, as the file says: {logs}");
+    assert!(cached_in(&file_cache), "{logs}");
+
+    // The environment wins over the file.
+    let logs = logs_once_ready(
+        &moto,
+        &bucket,
+        &[
+            ("AUDIT_ARCHIVER_CONFIG", config),
+            ("AUDIT_ARCHIVER_LOG_FORMAT", "json"),
+            ("AUDIT_ARCHIVER_CACHE_DIR", env_cache.to_str().unwrap()),
+        ],
+    )
+    .await;
+    assert!(ready(&logs), "JSON logs, as the environment says: {logs}");
+    assert!(cached_in(&env_cache), "{logs}");
+
+    // Set nowhere: a function's default, JSON logs.
+    let logs = logs_once_ready(&moto, &bucket, &[]).await;
+    assert!(ready(&logs), "{logs}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_precompiled_package_starts_without_compiling_and_archives() {
     let moto = Moto::start().await;
