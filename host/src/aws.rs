@@ -33,13 +33,44 @@ pub struct Clients {
     pub kms: aws_sdk_kms::Client,
 }
 
-/// The region could not be determined.
+/// Why the clients cannot be built: found at start-up, before any request.
 #[derive(Debug, thiserror::Error)]
-#[error("no AWS region: pass --region REGION (e.g. --region ap-northeast-1) or set AWS_REGION")]
-pub struct NoRegion;
+pub enum ClientsError {
+    /// The region could not be determined.
+    #[error(
+        "no AWS region: pass --region REGION (e.g. --region ap-northeast-1) or set AWS_REGION"
+    )]
+    NoRegion,
+    /// No source in the SDK's chain has credentials: usually a new user's
+    /// first run, so the fix is the message.
+    #[error(
+        "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or \
+         AWS_PROFILE to a profile in ~/.aws/config (after `aws sso login` for IAM Identity \
+         Center), or run with an IAM role (EC2 instance profile, ECS task role, EKS web \
+         identity); the permissions needed are in docs/iam.md{}",
+        imds.as_ref().map(|reason| format!(" (the EC2 instance metadata service: {reason})")).unwrap_or_default()
+    )]
+    NoCredentials {
+        /// Why the instance metadata service, the chain's last source, gave
+        /// none, when it answered: on EC2, the clue (a container beyond the
+        /// hop limit, IMDS turned off).
+        imds: Option<String>,
+    },
+    /// A source was configured but failed (an expired SSO session, a broken
+    /// profile, STS refusing a role).
+    #[error("cannot load AWS credentials: {0}")]
+    Credentials(String),
+}
 
-/// Builds both clients once, at start-up.
-pub async fn clients(settings: &AwsSettings) -> Result<Clients, NoRegion> {
+/// How long the credential sources may take at start-up, in all. Generous
+/// for a real source (an SSO or STS round trip), short enough that a machine
+/// with none gives its answer at once instead of after the SDK's retries.
+const CREDENTIALS_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Builds the clients once, at start-up, after resolving credentials once so
+/// that a machine without any fails here with the fix, not on the first
+/// request with the SDK's chain of causes.
+pub async fn clients(settings: &AwsSettings) -> Result<Clients, ClientsError> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
     if let Some(region) = &settings.region {
         loader = loader.region(Region::new(region.clone()));
@@ -50,7 +81,7 @@ pub async fn clients(settings: &AwsSettings) -> Result<Clients, NoRegion> {
     let mut shared = loader.load().await;
     if shared.region().is_none() {
         if settings.endpoint_url.is_none() {
-            return Err(NoRegion);
+            return Err(ClientsError::NoRegion);
         }
         // Local emulators accept any region; spare their users the flag.
         shared = shared
@@ -58,6 +89,7 @@ pub async fn clients(settings: &AwsSettings) -> Result<Clients, NoRegion> {
             .region(Region::new("us-east-1"))
             .build();
     }
+    check_credentials(&shared).await?;
     let retry = RetryConfig::standard()
         .with_max_attempts(settings.max_attempts.max(1))
         .with_initial_backoff(Duration::from_millis(100))
@@ -98,6 +130,50 @@ pub async fn clients(settings: &AwsSettings) -> Result<Clients, NoRegion> {
     })
 }
 
+/// Resolves the chain's credentials once (environment, profile, web
+/// identity, ECS, EC2 instance metadata, in the SDK's order).
+async fn check_credentials(shared: &aws_config::SdkConfig) -> Result<(), ClientsError> {
+    use aws_credential_types::provider::error::CredentialsError;
+    use aws_credential_types::provider::ProvideCredentials;
+    let Some(provider) = shared.credentials_provider() else {
+        return Err(ClientsError::NoCredentials { imds: None });
+    };
+    match tokio::time::timeout(CREDENTIALS_DEADLINE, provider.provide_credentials()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(CredentialsError::CredentialsNotLoaded(_))) => {
+            Err(ClientsError::NoCredentials { imds: None })
+        }
+        // The instance metadata service is the chain's last source: reached
+        // and refusing (off EC2 behind a proxy, or IMDS turned off), it means
+        // that no source had credentials.
+        Ok(Err(error)) if error_chain(&error).contains("IMDS") => {
+            Err(ClientsError::NoCredentials {
+                imds: Some(error_chain(&error)),
+            })
+        }
+        Ok(Err(error)) => Err(ClientsError::Credentials(error_chain(&error))),
+        Err(_) => Err(ClientsError::Credentials(format!(
+            "no credential source answered within {} s",
+            CREDENTIALS_DEADLINE.as_secs()
+        ))),
+    }
+}
+
+/// An error and its causes on one line.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// The HTTP status of a failed call, when a response arrived.
 pub(crate) fn http_status<E>(error: &SdkError<E, HttpResponse>) -> Option<u16> {
     error
@@ -115,6 +191,10 @@ pub enum FailureKind {
     Denied,
     /// Anything else that retrying the same request cannot fix.
     Permanent,
+    /// The queue no longer exists (`AWS.SimpleQueueService.NonExistentQueue`,
+    /// `QueueDoesNotExist`): it was deleted, so there is nothing to retry and
+    /// nothing for an operator to fix; the host stops polling it.
+    Gone,
 }
 
 impl FailureKind {
@@ -128,11 +208,21 @@ impl FailureKind {
 pub(crate) fn classify<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> FailureKind {
     if is_transient(error) {
         FailureKind::Transient
+    } else if is_gone(error.code()) {
+        FailureKind::Gone
     } else if is_denied(http_status(error), error.code()) {
         FailureKind::Denied
     } else {
         FailureKind::Permanent
     }
+}
+
+/// Whether an error code says the queue does not exist (any more).
+pub(crate) fn is_gone(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some("AWS.SimpleQueueService.NonExistentQueue" | "QueueDoesNotExist")
+    )
 }
 
 /// Whether a status or error code means "not allowed" rather than "bad request".

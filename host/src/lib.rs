@@ -13,9 +13,11 @@ pub mod archive_read;
 pub mod aws;
 pub mod commands;
 pub mod config;
+pub mod discovery;
 pub mod engine;
 pub mod health;
 pub mod lambda_event;
+pub mod metadata;
 pub mod metrics;
 pub mod permissions;
 pub mod pipeline;
@@ -30,10 +32,13 @@ use tracing_subscriber::EnvFilter;
 /// Sets up logging on stderr. `RUST_LOG` overrides the default level (info),
 /// except for the AWS SDK and the HTTP stack, which are always capped at
 /// warnings: their debug and trace output prints keys and signed requests.
+/// The credential chain (`aws_config`) is capped at errors: each source that
+/// has nothing warns with its whole error structure, while the host's own
+/// error (start-up, or the failed call) already says what is missing.
 pub fn init_logging(format: config::LogFormat) {
     let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    filter = filter.add_directive("aws_config=error".parse().expect("a static directive"));
     for target in [
-        "aws_config",
         "aws_credential_types",
         "aws_runtime",
         "aws_sdk_s3",

@@ -1,12 +1,88 @@
 //! The subcommands, each one function from validated settings to an outcome.
 
 pub mod backfill;
+pub mod completions;
 pub mod lambda;
 pub mod query;
 pub mod route;
 pub mod run;
 pub mod seal;
 pub mod verify;
+
+/// Parses `argv`, validates, runs one command and maps the outcome to an exit
+/// code (0 done, 1 work failed, 2 invalid settings).
+pub fn main(argv: Vec<std::ffi::OsString>) -> Exit {
+    use crate::config::{Cli, Command};
+    use clap::{CommandFactory, FromArgMatches};
+    let command = || Cli::command().long_version(long_version());
+    let cli = Cli::from_arg_matches(&command().get_matches_from(argv))
+        .unwrap_or_else(|error| error.exit());
+    let outcome = match cli.command {
+        Command::Route(args) => args.validate().map_err(startup).and_then(|config| {
+            crate::init_logging(config.routing.log_format);
+            route::route(config)
+        }),
+        Command::Run(args) => args.validate().map_err(startup).and_then(|config| {
+            crate::init_logging(config.routing.log_format);
+            block_on(run::run(config))
+        }),
+        Command::Verify(args) => args.validate().map_err(startup).and_then(|config| {
+            crate::init_logging(crate::config::LogFormat::Text);
+            block_on(verify::verify(config))
+        }),
+        Command::Query(args) => args.validate().map_err(startup).and_then(|config| {
+            crate::init_logging(crate::config::LogFormat::Text);
+            block_on(query::query(config))
+        }),
+        Command::Seal(args) => args.validate().map_err(startup).and_then(|config| {
+            crate::init_logging(crate::config::LogFormat::Text);
+            block_on(seal::seal(config))
+        }),
+        Command::Lambda(args) => lambda::lambda(*args),
+        Command::Backfill(args) => args.validate().map_err(startup).and_then(|config| {
+            crate::init_logging(config.routing.log_format);
+            block_on(backfill::backfill(config))
+        }),
+        Command::Completions(args) => Ok(completions::completions(args.shell, command())),
+    };
+    outcome.unwrap_or_else(|error| {
+        eprintln!("error: {error:#}");
+        error.exit()
+    })
+}
+
+/// Invalid settings: exit 2 with the message that names the flag.
+fn startup(error: crate::config::ConfigError) -> CommandError {
+    CommandError::Startup(error.to_string())
+}
+
+/// Runs an async command on a new multi-threaded runtime.
+fn block_on(
+    command: impl std::future::Future<Output = Result<Exit, CommandError>>,
+) -> Result<Exit, CommandError> {
+    tokio::runtime::Runtime::new()
+        .map_err(|e| CommandError::Runtime(e.into()))?
+        .block_on(command)
+}
+
+/// What `--version` prints: the release, the routing contract the host
+/// speaks, and the digest of the component it embeds, so that an archive's
+/// keys can be traced to the exact routing code that chose them.
+pub fn long_version() -> String {
+    use sha2::{Digest, Sha256};
+    let component = crate::engine::EMBEDDED_COMPONENT;
+    let digest: String = Sha256::digest(component)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    format!(
+        "{}\nrouting contract: {} (also accepts {})\nembedded component: sha256:{digest} ({} bytes)",
+        env!("CARGO_PKG_VERSION"),
+        crate::engine::ROUTER_INTERFACE,
+        crate::engine::ROUTER_INTERFACE_1_0,
+        component.len(),
+    )
+}
 
 /// How a command ended, as a process exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

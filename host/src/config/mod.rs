@@ -106,6 +106,18 @@ pub enum Command {
     ///
     /// Example: audit-archiver seal --bucket acme-audit-archive --digest-kms-key-id alias/audit-digest
     Seal(Box<SealCommandArgs>),
+    /// Print a shell completion script for audit-archiver on stdout.
+    ///
+    /// Example: audit-archiver completions bash > ~/.local/share/bash-completion/completions/audit-archiver
+    Completions(CompletionsArgs),
+}
+
+/// `audit-archiver completions`.
+#[derive(Debug, clap::Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
 }
 
 /// `--time-source` values.

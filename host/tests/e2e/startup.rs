@@ -104,6 +104,42 @@ async fn invalid_settings_exit_2_naming_the_setting() {
     assert!(moto.objects(&bucket).await.is_empty());
 }
 
+/// A new user's first run: no credentials in the environment, no profile
+/// files, no role. One line says so and how to fix it; nothing is received.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_credentials_anywhere_is_one_line_and_exit_2() {
+    let moto = Moto::start().await;
+    let bucket = moto.bucket().await;
+    let queue = moto.queue(&format!("acme-{}", unique("q"))).await;
+    moto.send(&queue, "{\"timestamp\":1}", None).await;
+    let home = audit_archiver_test_kit::temp_dir("no-credentials");
+    for command in [
+        vec!["run", "--drain", "--bucket", &bucket, "--queue", &queue],
+        vec!["verify", "--bucket", &bucket],
+    ] {
+        let mut process = moto.command(&command);
+        process
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env("HOME", &home);
+        let output =
+            audit_archiver_test_kit::run_with_limit(process, std::time::Duration::from_secs(60));
+        let text = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{command:?}: {text}");
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{command:?}: one line, got: {text}");
+        for hint in [
+            "no AWS credentials found",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_PROFILE",
+            "IAM role",
+        ] {
+            assert!(lines[0].contains(hint), "{command:?} should say {hint:?}: {text}");
+        }
+    }
+    assert_eq!(moto.depth(&queue).await, 1, "nothing was received");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn settings_come_from_flags_then_environment_then_file() {
     let moto = Moto::start().await;
