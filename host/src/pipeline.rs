@@ -235,14 +235,23 @@ pub struct PipelineSettings {
     pub delete_retry_budget: Duration,
 }
 
-impl Default for PipelineSettings {
-    fn default() -> Self {
+impl PipelineSettings {
+    /// The store step of a command: quarantine keys under
+    /// `quarantine_prefix` (`--quarantine-prefix`, validated), the retry
+    /// timings every writer uses.
+    pub fn with_quarantine_prefix(quarantine_prefix: String) -> Self {
         Self {
-            quarantine_prefix: crate::config::defaults::QUARANTINE_PREFIX.into(),
+            quarantine_prefix,
             retry_initial: Duration::from_millis(200),
             retry_max: Duration::from_secs(20),
             delete_retry_budget: Duration::from_secs(30),
         }
+    }
+}
+
+impl Default for PipelineSettings {
+    fn default() -> Self {
+        Self::with_quarantine_prefix(crate::config::defaults::QUARANTINE_PREFIX.into())
     }
 }
 

@@ -14,7 +14,7 @@ use super::{load_component, open_sealer, open_sink, CommandError, Exit};
 use crate::config::{QueueSelection, RunConfig};
 use crate::health::QueueHealth;
 use crate::metrics::{self, Counters, Snapshot};
-use crate::sqs::{SqsSource, MAX_BATCH};
+use crate::sqs::SqsSource;
 use crate::worker::{ComponentRouter, Left, QueueWorker, Shared, WorkerSettings};
 
 /// How often each queue's depth is read for `/metrics`.
@@ -95,7 +95,7 @@ pub async fn run(config: RunConfig) -> Result<Exit, CommandError> {
         counters: counters.clone(),
         permits: Arc::new(Semaphore::new(config.concurrency)),
         settings: WorkerSettings {
-            batch_size: config.concurrency.min(MAX_BATCH),
+            batch_size: config.receive_batch,
             wait_secs: config.wait_time_secs as i32,
             visibility_secs: config.visibility_timeout_secs as i32,
             drain: config.drain,

@@ -366,10 +366,7 @@ impl BackfillArgs {
             bucket: bucket.bucket,
             aws: bucket.aws,
             objects,
-            pipeline: PipelineSettings {
-                quarantine_prefix: bucket.quarantine_prefix,
-                ..PipelineSettings::default()
-            },
+            pipeline: PipelineSettings::with_quarantine_prefix(bucket.quarantine_prefix),
             concurrency,
             tenants,
             from_ms,

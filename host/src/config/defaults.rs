@@ -8,10 +8,10 @@ pub use audit_archiver_transform::time::JST_OFFSET_MINUTES as UTC_OFFSET_MINUTES
 
 /// `--key-template`: the layout that never collides.
 pub const KEY_TEMPLATE: &str = "default";
-/// `--concurrency` of `run` and `backfill`: messages or records stored at once.
+/// `--concurrency`, for every command that takes it: messages or records
+/// stored at once (`run`, `backfill`), objects read at once (`verify`,
+/// `query`). A command that needs another default says so here.
 pub const CONCURRENCY: usize = 32;
-/// `--concurrency` of `verify` and `query`: objects read at once.
-pub const READ_CONCURRENCY: usize = 32;
 /// `--quarantine-prefix`.
 pub const QUARANTINE_PREFIX: &str = "_quarantine/";
 /// `--state-prefix`: `backfill`'s checkpoints.

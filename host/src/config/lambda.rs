@@ -159,10 +159,7 @@ impl LambdaArgs {
             routing,
             bucket: bucket.bucket,
             aws: bucket.aws,
-            pipeline: PipelineSettings {
-                quarantine_prefix: bucket.quarantine_prefix,
-                ..PipelineSettings::default()
-            },
+            pipeline: PipelineSettings::with_quarantine_prefix(bucket.quarantine_prefix),
             objects,
             deadline_margin: Duration::from_millis(margin_ms),
             seal,

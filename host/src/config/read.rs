@@ -7,17 +7,20 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
-use super::defaults::{self, with_default};
 use super::file::ConfigFile;
 use super::seal::{DigestCheck, DigestCheckArgs, DigestLocationArgs};
-use super::shared::{BucketArgs, LayoutArgs, StateArgs};
-use super::validate::{check_range, check_tenant, settings_error_message};
+use super::shared::{
+    BucketArgs, ConcurrencyArgs, LayoutArgs, StateArgs, READ_CONCURRENCY_ENV_ALIAS,
+};
+use super::validate::{check_tenant, settings_error_message};
 use super::{bad, ConfigError};
 use crate::archive_layout::{Day, Layout};
 use crate::aws::AwsSettings;
 
 /// Options `verify` and `query` share with `run` (same flags, environment
-/// variables and config file keys), and how many objects they read at once.
+/// variables and config file keys), and how many objects they read at once
+/// (`--concurrency`, as `run`'s; their former variable
+/// `AUDIT_ARCHIVER_READ_CONCURRENCY` is still read).
 #[derive(Debug, Args)]
 pub struct ReadArgs {
     /// TOML file with any option, named in snake_case (the same file `run`
@@ -37,15 +40,9 @@ pub struct ReadArgs {
     #[allow(missing_docs)]
     pub state: StateArgs,
 
-    // A flag only: the file's `concurrency` is `run`'s.
+    #[command(flatten)]
     #[allow(missing_docs)]
-    #[arg(
-        long,
-        env = "AUDIT_ARCHIVER_READ_CONCURRENCY",
-        value_name = "N",
-        help = with_default!("Most objects read at once.", defaults::READ_CONCURRENCY)
-    )]
-    pub concurrency: Option<usize>,
+    pub concurrency: ConcurrencyArgs,
 }
 
 /// `verify` options.
@@ -252,13 +249,9 @@ impl ReadArgs {
         let state_prefix = file.under(self.state)?.validate()?;
         let layout = Layout::new(&key_template, utc_offset_minutes, bucket.quarantine_prefix)
             .map_err(|e| bad(settings_error_message(&e)))?;
-        let concurrency = self.concurrency.unwrap_or(defaults::READ_CONCURRENCY);
-        check_range(
-            "--concurrency",
-            concurrency,
-            1..=256,
-            defaults::READ_CONCURRENCY,
-        )?;
+        let concurrency = file
+            .under(self.concurrency.or_env_alias(READ_CONCURRENCY_ENV_ALIAS)?)?
+            .validate()?;
         Ok(ReadConfig {
             bucket: bucket.bucket,
             aws: bucket.aws,
@@ -482,6 +475,58 @@ mod tests {
         .unwrap();
         assert_eq!(config.range.to_ms - config.range.from_ms, 86_400_000 - 1);
         assert_eq!(config.format, QueryFormat::Ndjson);
+    }
+
+    #[test]
+    fn concurrency_is_runs_option_and_the_readers_former_variable_still_counts() {
+        let dir = std::env::temp_dir().join(format!("aa-read-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("config.toml");
+        std::fs::write(&path, "bucket = \"archive\"\nconcurrency = 8\n").unwrap();
+        let path_arg = path.to_str().unwrap();
+        // The file's `concurrency` is the same option as `run`'s.
+        assert_eq!(verify(&["--config", path_arg]).unwrap().read.concurrency, 8);
+        let config = query(&[
+            "--config",
+            path_arg,
+            "--concurrency",
+            "4",
+            "--tenant",
+            "acme",
+            "--from",
+            "2025-06-27",
+            "--to",
+            "2025-06-27",
+        ])
+        .unwrap();
+        assert_eq!(config.read.concurrency, 4);
+        // The range is `run`'s too.
+        assert_eq!(
+            verify(&["--bucket", "archive", "--concurrency", "1024"])
+                .unwrap()
+                .read
+                .concurrency,
+            1024
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+
+        // AUDIT_ARCHIVER_READ_CONCURRENCY counts when neither the flag nor
+        // AUDIT_ARCHIVER_CONCURRENCY is given, and before the file.
+        let alias = |given: Option<usize>, value: &str| {
+            ConcurrencyArgs { concurrency: given }
+                .or_alias(READ_CONCURRENCY_ENV_ALIAS, Some(value.into()))
+                .map(|args| args.concurrency)
+        };
+        assert_eq!(alias(None, "16").unwrap(), Some(16));
+        assert_eq!(alias(Some(4), "16").unwrap(), Some(4));
+        assert_eq!(alias(None, "").unwrap(), None);
+        for bad in ["many", "0", "1025"] {
+            let error = alias(None, bad).unwrap_err().0;
+            assert!(
+                error.contains("--concurrency") && error.contains(READ_CONCURRENCY_ENV_ALIAS),
+                "{error}"
+            );
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@ use super::{bad, ConfigError};
 use crate::aws::AwsSettings;
 use crate::pipeline::PipelineSettings;
 use crate::s3::ObjectOptions;
+use crate::sqs::MAX_BATCH;
 
 /// `run` options.
 #[derive(Debug, Args)]
@@ -138,8 +139,13 @@ pub struct RunConfig {
     pub aws: AwsSettings,
     /// Exit when the queues are empty.
     pub drain: bool,
-    /// Messages stored at once.
+    /// Messages stored at once, over all queues (`--concurrency`).
     pub concurrency: usize,
+    /// Messages asked for per receive: `--concurrency`, at most SQS's
+    /// [`MAX_BATCH`]. A worker holds a store permit for each message of a
+    /// receive before making it, so a batch never exceeds what may be
+    /// stored at once (docs/commands/run.md).
+    pub receive_batch: usize,
     /// Store-step settings.
     pub pipeline: PipelineSettings,
     /// Visibility timeout of received messages.
@@ -187,10 +193,8 @@ impl RunArgs {
             aws: bucket.aws,
             drain,
             concurrency,
-            pipeline: PipelineSettings {
-                quarantine_prefix: bucket.quarantine_prefix,
-                ..PipelineSettings::default()
-            },
+            receive_batch: concurrency.min(MAX_BATCH),
+            pipeline: PipelineSettings::with_quarantine_prefix(bucket.quarantine_prefix),
             visibility_timeout_secs,
             wait_time_secs,
             objects,

@@ -439,26 +439,74 @@ impl ObjectArgs {
 }
 
 option_group! {
-    /// How many messages or records are stored at once (`run`, `backfill`).
+    /// How much is done at once: messages or records stored (`run`,
+    /// `backfill`), objects read (`verify`, `query`). One flag, variable,
+    /// file key, default and range for every command that takes it.
     pub struct ConcurrencyArgs {
         #[arg(
             long,
             env = "AUDIT_ARCHIVER_CONCURRENCY",
             value_name = "N",
-            help = with_default!("Most messages or records being stored at once.", defaults::CONCURRENCY)
+            help = with_default!(
+                "Most messages or records being stored at once (`run`, `backfill`), or objects \
+                 being read at once (`verify`, `query`).",
+                defaults::CONCURRENCY
+            )
         )]
         pub concurrency: Option<usize>,
     }
 }
 
+/// The name `verify` and `query` read `--concurrency` from before it was one
+/// option: still read by them when neither `--concurrency` nor
+/// `AUDIT_ARCHIVER_CONCURRENCY` is given (then the file, then the default).
+pub const READ_CONCURRENCY_ENV_ALIAS: &str = "AUDIT_ARCHIVER_READ_CONCURRENCY";
+
 impl ConcurrencyArgs {
-    /// The number of stores at once.
+    /// The values every command accepts.
+    const RANGE: std::ops::RangeInclusive<usize> = 1..=1024;
+
+    /// `--concurrency` from the environment variable `alias` (an older name,
+    /// whose value is `value`), when neither the flag nor its own variable
+    /// gives it; an invalid value names the variable.
+    pub fn or_alias(self, alias: &str, value: Option<String>) -> Result<Self, ConfigError> {
+        match value {
+            Some(text) if self.concurrency.is_none() && !text.is_empty() => {
+                let concurrency = text
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|n| Self::RANGE.contains(n))
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "invalid {alias} {text:?} (the former name of --concurrency's \
+                             AUDIT_ARCHIVER_CONCURRENCY): use {} to {}, e.g. {}",
+                            Self::RANGE.start(),
+                            Self::RANGE.end(),
+                            defaults::CONCURRENCY
+                        ))
+                    })?;
+                Ok(Self {
+                    concurrency: Some(concurrency),
+                })
+            }
+            _ => Ok(self),
+        }
+    }
+
+    /// [`Self::or_alias`] with the alias read from the environment.
+    pub fn or_env_alias(self, alias: &str) -> Result<Self, ConfigError> {
+        let value = std::env::var_os(alias).map(|v| v.to_string_lossy().into_owned());
+        self.or_alias(alias, value)
+    }
+
+    /// How many at once.
     pub fn validate(self) -> Result<usize, ConfigError> {
         let concurrency = self.concurrency.unwrap_or(defaults::CONCURRENCY);
         check_range(
             "--concurrency",
             concurrency,
-            1..=1024,
+            Self::RANGE,
             defaults::CONCURRENCY,
         )?;
         Ok(concurrency)

@@ -455,11 +455,7 @@ fn help_quotes_the_defaults_the_code_uses() {
         ),
         ("backfill", "state-prefix", defaults::STATE_PREFIX.into()),
         ("backfill", "page-size", defaults::PAGE_SIZE.to_string()),
-        (
-            "verify",
-            "concurrency",
-            defaults::READ_CONCURRENCY.to_string(),
-        ),
+        ("verify", "concurrency", defaults::CONCURRENCY.to_string()),
     ];
     for (command, flag, default) in cases {
         let text = help(command, flag);

@@ -177,3 +177,44 @@ async fn settings_come_from_flags_then_environment_then_file() {
         objects.keys()
     );
 }
+
+/// `verify` and `query` take `--concurrency` from `run`'s variable, and
+/// still from their former one when that is not set.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_readers_take_concurrency_from_runs_variable_and_their_former_one() {
+    let moto = Moto::start().await;
+    let bucket = moto.bucket().await;
+    let verify = |env: &[(&str, &str)]| {
+        let mut command = moto.command(&["verify", "--bucket", &bucket]);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        audit_archiver_test_kit::run_with_limit(command, std::time::Duration::from_secs(60))
+    };
+    for (env, named) in [
+        (vec![("AUDIT_ARCHIVER_CONCURRENCY", "0")], "--concurrency"),
+        (
+            vec![("AUDIT_ARCHIVER_READ_CONCURRENCY", "0")],
+            "AUDIT_ARCHIVER_READ_CONCURRENCY",
+        ),
+    ] {
+        let output = verify(&env);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{env:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(named),
+            "{env:?} should name {named}: {}",
+            stderr(&output)
+        );
+    }
+    // The current name wins over the former one.
+    let output = verify(&[
+        ("AUDIT_ARCHIVER_CONCURRENCY", "8"),
+        ("AUDIT_ARCHIVER_READ_CONCURRENCY", "0"),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
