@@ -30,6 +30,7 @@ use tokio::sync::watch;
 
 pub use crate::aws::FailureKind;
 use crate::engine::RouteFailure;
+use crate::metadata as meta;
 use crate::metrics::Counters;
 
 /// One message as received from SQS.
@@ -298,7 +299,7 @@ async fn is_ours<S: ArchiveStore>(
         // metadata). Never guess: let the caller retry.
         None => Err(StoreError {
             kind: FailureKind::Transient,
-            detail: format!("{key} exists but carries no sqs-message-id; retrying"),
+            detail: format!("{key} exists but carries no {}; retrying", meta::MESSAGE_ID),
         }),
     }
 }
@@ -674,22 +675,22 @@ impl<S: ArchiveStore, Q> BatchRun<'_, S, Q> {
         placement: Option<&Placement>,
         reason: Option<&str>,
     ) -> Vec<(&'static str, String)> {
-        let mut metadata = vec![("sqs-queue", metadata_value(&self.queue.name, 256))];
+        let mut metadata = vec![(meta::QUEUE, metadata_value(&self.queue.name, 256))];
         if let Some(placement) = placement {
-            metadata.push(("tenant", placement.tenant.clone()));
-            metadata.push(("archive-time-ms", placement.time_ms.to_string()));
+            metadata.push((meta::TENANT, placement.tenant.clone()));
+            metadata.push((meta::ARCHIVE_TIME_MS, placement.time_ms.to_string()));
         }
         if let Some(ms) = message.first_receive_ms {
-            metadata.push(("sqs-first-receive-ms", ms.to_string()));
+            metadata.push((meta::FIRST_RECEIVE_MS, ms.to_string()));
         }
         if let Some(ms) = message.sent_ms {
-            metadata.push(("sqs-sent-ms", ms.to_string()));
+            metadata.push((meta::SENT_MS, ms.to_string()));
         }
         if let Some(group) = &message.group_id {
-            metadata.push(("sqs-message-group-id", metadata_value(group, 128)));
+            metadata.push((meta::MESSAGE_GROUP_ID, metadata_value(group, 128)));
         }
         if let Some(reason) = reason {
-            metadata.push(("quarantine-reason", metadata_value(reason, 1024)));
+            metadata.push((meta::QUARANTINE_REASON, metadata_value(reason, 1024)));
         }
         metadata.extend(self.extra_metadata.iter().cloned());
         metadata

@@ -14,9 +14,6 @@ use sha2::{Digest, Sha256};
 use crate::aws::{classify, describe, http_status};
 use crate::pipeline::{ArchiveObject, ArchiveStore, PutOutcome, StoreError};
 
-/// The user-metadata name that identifies the SQS message an object holds.
-pub const MESSAGE_ID_METADATA: &str = "sqs-message-id";
-
 /// Object settings applied to every PUT.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ObjectOptions {
@@ -262,7 +259,7 @@ impl ArchiveStore for S3Archive {
         let sha256 = Sha256::digest(body);
         let mut request = self
             .conditional_put(&object.key, body.to_vec(), &sha256)
-            .metadata(MESSAGE_ID_METADATA, object.message_id);
+            .metadata(crate::metadata::MESSAGE_ID, object.message_id);
         for (name, value) in &object.metadata {
             request = request.metadata(*name, value);
         }
@@ -287,7 +284,7 @@ impl ArchiveStore for S3Archive {
         match result {
             Ok(head) => Ok(head
                 .metadata()
-                .and_then(|m| m.get(MESSAGE_ID_METADATA))
+                .and_then(|m| m.get(crate::metadata::MESSAGE_ID))
                 .cloned()),
             Err(error) if http_status(&error) == Some(404) => Ok(None),
             Err(error) => Err(self.failure("HeadObject", key, &error)),

@@ -554,9 +554,9 @@ impl TenantRun {
             .take(512)
             .collect();
         let extra = [
-            ("source", SOURCE.to_string()),
-            ("prisma-api-url", url),
-            ("fetched-at-ms", fetched_at_ms.to_string()),
+            (crate::metadata::SOURCE, SOURCE.to_string()),
+            (crate::metadata::PRISMA_API_URL, url),
+            (crate::metadata::FETCHED_AT_MS, fetched_at_ms.to_string()),
         ];
         let run = BatchRun {
             store: &self.shared.archive,

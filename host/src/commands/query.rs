@@ -191,7 +191,7 @@ fn collect_rows(
     };
     let archive_ms = object
         .metadata
-        .get("archive-time-ms")
+        .get(crate::metadata::ARCHIVE_TIME_MS)
         .and_then(|ms| ms.parse::<i64>().ok());
     if archive_ms.is_some_and(|ms| !config.range.contains(ms)) {
         return 0;

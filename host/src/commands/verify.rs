@@ -23,16 +23,13 @@ use super::{CommandError, Exit};
 use crate::archive_layout::{Day, Layout};
 use crate::archive_read::{ArchiveReader, KeyVersions, ReadError};
 use crate::config::{ReadConfig, VerifyConfig, VerifyFormat};
+use crate::metadata as meta;
 use crate::seal::kms::KmsKey;
 use crate::seal::validate::{validate, ChainReport, KnownBodies, ValidateSettings};
 use crate::seal::{BucketDigests, PublicKey};
 
 /// Prefixes listed at once.
 const PREFIX_WINDOW: usize = 4;
-
-/// The user metadata every archived object carries.
-pub const REQUIRED_METADATA: &[&str] =
-    &["sqs-message-id", "sqs-queue", "tenant", "archive-time-ms"];
 
 /// What can be wrong with a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -555,11 +552,11 @@ impl Checker {
         };
         checked.counted = true;
 
-        let meta = |name: &str| object.metadata.get(name).map(String::as_str);
-        let missing: Vec<&str> = REQUIRED_METADATA
+        let field = |name: &str| object.metadata.get(name).map(String::as_str);
+        let missing: Vec<&str> = meta::REQUIRED
             .iter()
             .copied()
-            .filter(|name| meta(name).is_none_or(str::is_empty))
+            .filter(|name| field(name).is_none_or(str::is_empty))
             .collect();
         if !missing.is_empty() {
             problems.push((
@@ -567,12 +564,15 @@ impl Checker {
                 format!("metadata {} missing", missing.join(", ")),
             ));
         }
-        let archive_ms = match meta("archive-time-ms").map(str::parse::<u64>) {
+        let archive_ms = match field(meta::ARCHIVE_TIME_MS).map(str::parse::<u64>) {
             Some(Ok(ms)) if i64::try_from(ms).is_ok() => Some(ms),
             Some(_) => {
                 problems.push((
                     FindingKind::MissingMetadata,
-                    "metadata archive-time-ms is not epoch milliseconds".into(),
+                    format!(
+                        "metadata {} is not epoch milliseconds",
+                        meta::ARCHIVE_TIME_MS
+                    ),
                 ));
                 None
             }
@@ -582,14 +582,14 @@ impl Checker {
             checked.archive_ms = Some(ms as i64);
             checked.day = Some(Day::of_ms(ms as i64, self.layout.utc_offset_minutes()));
         }
-        match meta("tenant") {
+        match field(meta::TENANT) {
             Some(owner) if owner != tenant => problems.push((
                 FindingKind::Misplaced,
                 format!("its metadata names tenant {owner:?}, but it is under {tenant}/"),
             )),
             _ => {
-                if let (Some(ms), Some(id)) = (archive_ms, meta("sqs-message-id")) {
-                    let queue = meta("sqs-queue").unwrap_or("");
+                if let (Some(ms), Some(id)) = (archive_ms, field(meta::MESSAGE_ID)) {
+                    let queue = field(meta::QUEUE).unwrap_or("");
                     if let Err(misplaced) = self.layout.check_placement(&key, tenant, queue, id, ms)
                     {
                         problems.push((
@@ -682,7 +682,7 @@ async fn quarantined(
     let mut out = Vec::new();
     for (object, metadata) in heads {
         let metadata = metadata.unwrap_or_default();
-        let queue = metadata.get("sqs-queue").cloned();
+        let queue = metadata.get(meta::QUEUE).cloned();
         if !config.tenants.is_empty() {
             let tenant = queue
                 .as_deref()
@@ -691,7 +691,7 @@ async fn quarantined(
                 continue;
             }
         }
-        let received_ms = ["sqs-first-receive-ms", "sqs-sent-ms"]
+        let received_ms = [meta::FIRST_RECEIVE_MS, meta::SENT_MS]
             .iter()
             .find_map(|name| metadata.get(*name).and_then(|v| v.parse::<i64>().ok()))
             .or(object.last_modified_ms);
@@ -704,8 +704,8 @@ async fn quarantined(
         out.push(Quarantined {
             key: object.key,
             queue,
-            message_id: metadata.get("sqs-message-id").cloned(),
-            reason: metadata.get("quarantine-reason").cloned(),
+            message_id: metadata.get(meta::MESSAGE_ID).cloned(),
+            reason: metadata.get(meta::QUARANTINE_REASON).cloned(),
             received_at: received_ms.map(|ms| rfc3339(ms, offset)),
         });
     }

@@ -11,10 +11,6 @@ use sha2::{Digest as _, Sha256};
 
 /// The hash algorithm of every `hashValue` and `previousDigestHashValue`.
 pub const HASH_ALGORITHM: &str = "SHA-256";
-/// The user-metadata name of a digest's signature (hex), as CloudTrail's.
-pub const SIGNATURE_METADATA: &str = "signature";
-/// The user-metadata name of the signature's algorithm.
-pub const SIGNATURE_ALGORITHM_METADATA: &str = "signature-algorithm";
 
 /// One sealing period, `[start_ms, end_ms)` in epoch milliseconds (UTC),
 /// aligned to whole multiples of its length since the epoch, so every
@@ -188,7 +184,7 @@ impl StoredDigest {
             file,
             json_sha256: sha256_hex(&json),
             signature: metadata
-                .get(SIGNATURE_METADATA)
+                .get(crate::metadata::SIGNATURE)
                 .cloned()
                 .unwrap_or_default(),
         })

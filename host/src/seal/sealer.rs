@@ -24,10 +24,10 @@ use tokio::sync::Mutex;
 use super::digest::{
     chain_prefix, digest_key, digest_key_end, event_times, format_event_time, format_instant, gzip,
     sha256_hex, string_to_sign, DigestFile, LogFile, Period, StoredDigest, HASH_ALGORITHM,
-    SIGNATURE_ALGORITHM_METADATA, SIGNATURE_METADATA,
 };
 use super::manifest::{self, Entry, Recorder};
 use super::signer::Signer;
+use crate::metadata;
 use crate::pipeline::PutOutcome;
 
 /// Objects read at once while sealing a period.
@@ -408,9 +408,9 @@ impl<S: DigestStore> Sealer<S> {
         let signature = self.signer.sign(to_sign.as_bytes()).await?;
         let signature = super::digest::hex(&signature);
         let metadata = vec![
-            (SIGNATURE_METADATA, signature.clone()),
+            (metadata::SIGNATURE, signature.clone()),
             (
-                SIGNATURE_ALGORITHM_METADATA,
+                metadata::SIGNATURE_ALGORITHM,
                 self.signer.algorithm().to_string(),
             ),
         ];
