@@ -26,7 +26,7 @@ const jco = join(here, 'node_modules/.bin/jco');
 for (const [what, path, fix] of [
   ['the composed HTTP component', httpWasm, 'scripts/build-adapters.sh'],
   ['the composed CLI component', cliWasm, 'scripts/build-adapters.sh'],
-  ['wasmtime (the wasmtime-cli crate)', wasmtime, 'scripts/setup.sh'],
+  ['wasmtime (the wasmtime CLI, 48)', wasmtime, 'scripts/setup.sh --component-hosts'],
   ['jco', jco, 'npm ci in tests/js (scripts/test-runtimes.sh does it)'],
 ]) {
   if (!existsSync(path)) throw new Error(`${what} is missing at ${path}: run ${fix}`);
