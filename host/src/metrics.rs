@@ -1,12 +1,20 @@
 //! Counters of what the host did, their periodic log line and end-of-run
 //! summary, and the Prometheus `/metrics` endpoint.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use crate::health::QueueHealth;
@@ -92,62 +100,64 @@ impl Snapshot {
     }
 }
 
-/// Reads a request head (through its blank line) into `buffer`, however the
-/// client split it into packets; answering before it has all arrived would
-/// read a wrong path and close the socket on unread data, which resets the
-/// connection under the client. `None` if the client left first. A head
-/// longer than the buffer is answered from what fits (the path comes first).
-async fn read_head(socket: &mut tokio::net::TcpStream, buffer: &mut [u8]) -> Option<usize> {
-    let mut filled = 0;
-    while filled < buffer.len() {
-        match socket.read(&mut buffer[filled..]).await {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => filled += n,
-        }
-        if buffer[..filled].windows(4).any(|w| w == b"\r\n\r\n") {
-            break;
-        }
+/// How long a client may take to send its request head (a scraper sends it
+/// at once; one that stalls is dropped).
+const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The answer to one request: `GET /metrics` (with or without a query) gets
+/// the counters, then each queue's state; anything else gets an empty 404.
+fn answer<B>(
+    request: &Request<B>,
+    counters: &Counters,
+    queues: &[Arc<QueueHealth>],
+) -> Response<Full<Bytes>> {
+    let (status, content_type, body) =
+        if request.method() == Method::GET && request.uri().path() == "/metrics" {
+            let mut body = counters.snapshot().prometheus();
+            body.push_str(&crate::health::prometheus(queues));
+            (StatusCode::OK, Some("text/plain; version=0.0.4"), body)
+        } else {
+            (StatusCode::NOT_FOUND, None, String::new())
+        };
+    let mut response = Response::builder().status(status);
+    if let Some(content_type) = content_type {
+        response = response.header(CONTENT_TYPE, content_type);
     }
-    Some(filled)
+    // Explicit, so that a HEAD is told its 404 is empty too.
+    response
+        .header(CONTENT_LENGTH, body.len())
+        .header(CONNECTION, "close")
+        .body(Full::new(Bytes::from(body)))
+        .expect("static status and headers")
 }
 
-/// Serves `GET /metrics` on `listener` until the process ends: the counters,
-/// then each queue's state. Anything else gets 404.
+/// Serves `GET /metrics` on `listener` (HTTP/1.1, one request per
+/// connection) until the host's runtime ends, which ends it and every
+/// connection with it. hyper reads the whole request head, however the client
+/// split it into packets, before the path is looked at; a client that sends
+/// no complete head within [`HEAD_TIMEOUT`] is dropped.
 pub async fn serve(listener: TcpListener, counters: Arc<Counters>, queues: Vec<Arc<QueueHealth>>) {
     let queues = Arc::new(queues);
+    let mut http = http1::Builder::new();
+    http.keep_alive(false)
+        .title_case_headers(true)
+        .auto_date_header(false)
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEAD_TIMEOUT);
     loop {
-        let Ok((mut socket, _)) = listener.accept().await else {
+        let Ok((socket, _)) = listener.accept().await else {
             continue;
         };
         let counters = counters.clone();
         let queues = queues.clone();
+        let service = service_fn(move |request| {
+            let response = answer(&request, &counters, &queues);
+            async move { Ok::<_, Infallible>(response) }
+        });
+        let connection = http.serve_connection(TokioIo::new(socket), service);
         tokio::spawn(async move {
-            let mut request = [0u8; 2048];
-            let Ok(Some(n)) = tokio::time::timeout(
-                std::time::Duration::from_secs(5),
-                read_head(&mut socket, &mut request),
-            )
-            .await
-            else {
-                return;
-            };
-            let head = String::from_utf8_lossy(&request[..n]);
-            let path = head.split_whitespace().nth(1).unwrap_or("");
-            let response = if head.starts_with("GET ")
-                && (path == "/metrics" || path.starts_with("/metrics?"))
-            {
-                let mut body = counters.snapshot().prometheus();
-                body.push_str(&crate::health::prometheus(&queues));
-                format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                )
-            } else {
-                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                    .to_string()
-            };
-            let _ = socket.write_all(response.as_bytes()).await;
-            let _ = socket.shutdown().await;
+            // A client that leaves or sends garbage ends only its connection.
+            let _ = connection.await;
         });
     }
 }
@@ -155,4 +165,150 @@ pub async fn serve(listener: TcpListener, counters: Arc<Counters>, queues: Vec<A
 /// Binds the metrics listener (at start-up, so a bad address fails early).
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::*;
+    use crate::pipeline::QueueRef;
+
+    /// A served endpoint with some counts and one queue.
+    async fn endpoint() -> SocketAddr {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let counters = Arc::new(Counters::default());
+        counters.received.store(8, Ordering::Relaxed);
+        counters.stored.store(7, Ordering::Relaxed);
+        let queue = QueueRef {
+            url: "http://q".into(),
+            name: "acme-q".into(),
+            arn: "arn:aws:sqs:us-east-1:123456789012:acme-q".into(),
+            fifo: false,
+        };
+        tokio::spawn(serve(
+            listener,
+            counters,
+            vec![QueueHealth::new(&queue, "b")],
+        ));
+        addr
+    }
+
+    /// Sends `pieces`, each in its own packet, and reads until the server
+    /// closes the connection.
+    async fn exchange(addr: SocketAddr, pieces: &[&str]) -> String {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        for piece in pieces {
+            stream.write_all(piece.as_bytes()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut response = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
+            .await
+            .expect("the server closes the connection after answering")
+            .unwrap();
+        String::from_utf8(response).unwrap()
+    }
+
+    fn get(path: &str) -> String {
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    }
+
+    /// A response's status line, its header lines (sorted: their order means
+    /// nothing) and its body.
+    fn parts(response: &str) -> (&str, Vec<&str>, &str) {
+        let (head, body) = response.split_once("\r\n\r\n").expect("a whole head");
+        let mut lines = head.split("\r\n");
+        let status = lines.next().unwrap();
+        let mut headers: Vec<&str> = lines.collect();
+        headers.sort_unstable();
+        (status, headers, body)
+    }
+
+    #[tokio::test]
+    async fn metrics_are_served_in_the_text_format_then_the_connection_closes() {
+        let addr = endpoint().await;
+        let response = exchange(addr, &[&get("/metrics")]).await;
+        let (status, headers, body) = parts(&response);
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert_eq!(
+            headers,
+            [
+                "Connection: close".to_string(),
+                format!("Content-Length: {}", body.len()),
+                "Content-Type: text/plain; version=0.0.4".to_string(),
+            ]
+        );
+        assert!(body.starts_with(
+            "# HELP audit_archiver_received_total Messages received from SQS, redeliveries included.\n\
+             # TYPE audit_archiver_received_total counter\n\
+             audit_archiver_received_total 8\n"
+        ));
+        assert!(body.contains("\naudit_archiver_stored_total 7\n"), "{body}");
+        assert!(
+            body.contains("\naudit_archiver_queue_up{queue=\"acme-q\"} 1\n"),
+            "{body}"
+        );
+        let with_query = exchange(addr, &[&get("/metrics?name[]=x")]).await;
+        assert!(
+            with_query.starts_with("HTTP/1.1 200 OK\r\n"),
+            "{with_query}"
+        );
+    }
+
+    #[tokio::test]
+    async fn metrics_answer_a_request_split_across_packets() {
+        let addr = endpoint().await;
+        let response = exchange(
+            addr,
+            &[
+                "GET ",
+                "/metr",
+                "ics HTTP/1.1\r\nHost: 127.0.0.1\r\n",
+                "\r\n",
+            ],
+        )
+        .await;
+        assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+        assert!(response.contains("\naudit_archiver_received_total 8\n"));
+    }
+
+    #[tokio::test]
+    async fn metrics_answer_anything_else_with_an_empty_404() {
+        let addr = endpoint().await;
+        for request in [
+            get("/other"),
+            get("/"),
+            get("/metrics/x"),
+            "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi".to_string(),
+            "HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n".to_string(),
+        ] {
+            let response = exchange(addr, &[&request]).await;
+            assert_eq!(
+                parts(&response),
+                (
+                    "HTTP/1.1 404 Not Found",
+                    vec!["Connection: close", "Content-Length: 0"],
+                    ""
+                ),
+                "{request}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn metrics_outlive_clients_that_leave_early() {
+        let addr = endpoint().await;
+        drop(TcpStream::connect(addr).await.unwrap());
+        let mut half = TcpStream::connect(addr).await.unwrap();
+        half.write_all(b"GET /metr").await.unwrap();
+        drop(half);
+        let response = exchange(addr, &[&get("/metrics")]).await;
+        assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    }
 }

@@ -20,11 +20,16 @@ mod sqs;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
-use hyper::server::conn::AddrIncoming;
-use hyper::service::{make_service_fn, service_fn};
-use hyper::{Body, Request, Response, Server};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
 
 /// The command line.
 #[derive(Debug)]
@@ -98,38 +103,64 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(port: u16) -> anyhow::Result<()> {
     let address = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut incoming = AddrIncoming::bind(&address).context("binding the loopback port")?;
-    incoming.set_nodelay(true);
-    let base_url = format!("http://{}", incoming.local_addr());
+    let listener = TcpListener::bind(address)
+        .await
+        .context("binding the loopback port")?;
+    let base_url = format!("http://{}", listener.local_addr()?);
     let endpoint = Arc::new(Endpoint {
         sqs: sqs::Sqs::new(&base_url),
         s3: s3::S3::default(),
     });
-    let make_service = make_service_fn(move |_| {
-        let endpoint = endpoint.clone();
-        async move {
-            Ok::<_, Infallible>(service_fn(move |request| {
-                let endpoint = endpoint.clone();
-                async move { Ok::<_, Infallible>(handle(&endpoint, request).await) }
-            }))
-        }
-    });
-    let server = Server::builder(incoming)
-        .http1_only(true)
-        .http1_keepalive(true)
-        .serve(make_service);
     println!("listening on {base_url}");
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
-        result = server => result.context("serving")?,
+        _ = accept(listener, endpoint) => {}
         _ = terminate.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
     Ok(())
 }
 
+/// Serves every connection on its own task: HTTP/1.1 only, keep-alive, no
+/// delay on small writes.
+async fn accept(listener: TcpListener, endpoint: Arc<Endpoint>) {
+    let http = http1::Builder::new();
+    loop {
+        let socket = match listener.accept().await {
+            Ok((socket, _)) => socket,
+            // The client gave up before it was accepted: take the next one.
+            Err(error) if is_connection_error(&error) => continue,
+            // Out of descriptors or the like: wait for some to close.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let _ = socket.set_nodelay(true);
+        let endpoint = endpoint.clone();
+        let service = service_fn(move |request| {
+            let endpoint = endpoint.clone();
+            async move { Ok::<_, Infallible>(handle(&endpoint, request).await) }
+        });
+        let connection = http.serve_connection(TokioIo::new(socket), service);
+        tokio::spawn(async move {
+            // A client that leaves mid-request ends only its connection.
+            let _ = connection.await;
+        });
+    }
+}
+
+fn is_connection_error(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+    )
+}
+
 /// SQS requests name their action in `X-Amz-Target`; everything else is S3.
-async fn handle(endpoint: &Endpoint, request: Request<Body>) -> Response<Body> {
+async fn handle(endpoint: &Endpoint, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let action = request
         .headers()
         .get("x-amz-target")
@@ -137,8 +168,8 @@ async fn handle(endpoint: &Endpoint, request: Request<Body>) -> Response<Body> {
         .and_then(|v| v.strip_prefix("AmazonSQS."))
         .map(str::to_string);
     match action {
-        Some(action) => match hyper::body::to_bytes(request.into_body()).await {
-            Ok(body) => endpoint.sqs.handle(&action, &body).await,
+        Some(action) => match request.into_body().collect().await {
+            Ok(body) => endpoint.sqs.handle(&action, &body.to_bytes()).await,
             Err(_) => sqs::bad_request("the request body could not be read"),
         },
         None => endpoint.s3.handle(request).await,

@@ -20,9 +20,10 @@ use std::sync::Mutex;
 
 use aws_smithy_types::base64;
 use chrono::{DateTime, Utc};
-use hyper::body::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::{Bytes, Incoming};
 use hyper::header::HeaderValue;
-use hyper::{Body, HeaderMap, Method, Request, Response, StatusCode};
+use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::{Digest as _, Sha256};
 
@@ -73,13 +74,13 @@ const NOT_IMPLEMENTED: S3Error = S3Error(
 );
 
 impl S3Error {
-    fn response(&self, method: &Method) -> Response<Body> {
+    fn response(&self, method: &Method) -> Response<Full<Bytes>> {
         let S3Error(status, code, message) = self;
         // A HEAD response carries no body: the SDK goes by the status.
         let body = if method == Method::HEAD {
-            Body::empty()
+            Full::default()
         } else {
-            Body::from(format!(
+            Full::from(format!(
                 "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message></Error>"
             ))
         };
@@ -140,7 +141,7 @@ fn decode_aws_chunked(raw: &[u8]) -> Option<(Vec<u8>, Trailers)> {
 
 impl S3 {
     /// One request, routed by method and path.
-    pub async fn handle(&self, request: Request<Body>) -> Response<Body> {
+    pub async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
         let (parts, body) = request.into_parts();
         let path = parts.uri.path().trim_start_matches('/').to_string();
         let query = parts.uri.query().unwrap_or("").to_string();
@@ -160,8 +161,8 @@ impl S3 {
             (&Method::PUT, true) => self.create_bucket(&bucket),
             (&Method::HEAD, true) => self.head_bucket(&bucket),
             (&Method::GET, true) if !bucket.is_empty() => self.list(&bucket, &query),
-            (&Method::PUT, false) => match hyper::body::to_bytes(body).await {
-                Ok(bytes) => self.put(&bucket, &key, &parts.headers, bytes),
+            (&Method::PUT, false) => match body.collect().await {
+                Ok(collected) => self.put(&bucket, &key, &parts.headers, collected.to_bytes()),
                 Err(_) => Err(S3Error(
                     StatusCode::BAD_REQUEST,
                     "IncompleteBody",
@@ -175,7 +176,7 @@ impl S3 {
         result.unwrap_or_else(|error| error.response(&parts.method))
     }
 
-    fn create_bucket(&self, bucket: &str) -> Result<Response<Body>, S3Error> {
+    fn create_bucket(&self, bucket: &str) -> Result<Response<Full<Bytes>>, S3Error> {
         self.buckets
             .lock()
             .expect("buckets")
@@ -183,15 +184,15 @@ impl S3 {
             .or_default();
         Ok(Response::builder()
             .header("location", format!("/{bucket}"))
-            .body(Body::empty())
+            .body(Full::default())
             .expect("valid header"))
     }
 
-    fn head_bucket(&self, bucket: &str) -> Result<Response<Body>, S3Error> {
+    fn head_bucket(&self, bucket: &str) -> Result<Response<Full<Bytes>>, S3Error> {
         if !self.buckets.lock().expect("buckets").contains_key(bucket) {
             return Err(NO_SUCH_BUCKET);
         }
-        Ok(Response::new(Body::empty()))
+        Ok(Response::new(Full::default()))
     }
 
     fn put(
@@ -200,7 +201,7 @@ impl S3 {
         key: &str,
         headers: &HeaderMap,
         raw: Bytes,
-    ) -> Result<Response<Body>, S3Error> {
+    ) -> Result<Response<Full<Bytes>>, S3Error> {
         match header(headers, "if-none-match") {
             None | Some("*") => {}
             Some(_) => return Err(NOT_IMPLEMENTED),
@@ -264,7 +265,7 @@ impl S3 {
         if let Some(checksum) = checksum {
             response = response.header("x-amz-checksum-sha256", checksum);
         }
-        Ok(response.body(Body::empty()).expect("valid headers"))
+        Ok(response.body(Full::default()).expect("valid headers"))
     }
 
     /// HeadObject (`with_body` false) or GetObject.
@@ -274,7 +275,7 @@ impl S3 {
         key: &str,
         headers: &HeaderMap,
         with_body: bool,
-    ) -> Result<Response<Body>, S3Error> {
+    ) -> Result<Response<Full<Bytes>>, S3Error> {
         let buckets = self.buckets.lock().expect("buckets");
         let object = buckets
             .get(bucket)
@@ -303,16 +304,16 @@ impl S3 {
             }
         }
         let body = if with_body {
-            Body::from(object.body.clone())
+            Full::from(object.body.clone())
         } else {
-            Body::empty()
+            Full::default()
         };
         Ok(response.body(body).expect("valid headers"))
     }
 
     /// ListObjectsV2 (`list-type=2`): prefix, start-after, continuation
     /// token (the last key of the previous page), max-keys, URL encoding.
-    fn list(&self, bucket: &str, query: &str) -> Result<Response<Body>, S3Error> {
+    fn list(&self, bucket: &str, query: &str) -> Result<Response<Full<Bytes>>, S3Error> {
         let mut params: HashMap<String, String> = HashMap::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -397,7 +398,7 @@ impl S3 {
         xml.push_str("</ListBucketResult>");
         Ok(Response::builder()
             .header("content-type", "application/xml")
-            .body(Body::from(xml))
+            .body(Full::from(xml))
             .expect("static headers"))
     }
 }

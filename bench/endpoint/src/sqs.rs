@@ -31,7 +31,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use hyper::{Body, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Response, StatusCode};
 use md5::{Digest as _, Md5};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -165,26 +167,26 @@ impl SqsError {
 }
 
 /// A 400 in the JSON protocol's error shape.
-fn error_response(error: &SqsError) -> Response<Body> {
+fn error_response(error: &SqsError) -> Response<Full<Bytes>> {
     let (kind, query_code) = error.codes();
     let body = json!({"__type": format!("com.amazonaws.sqs#{kind}"), "message": error.to_string()});
     Response::builder()
         .status(StatusCode::BAD_REQUEST)
         .header("content-type", "application/x-amz-json-1.0")
         .header("x-amzn-query-error", format!("{query_code};Sender"))
-        .body(Body::from(body.to_string()))
+        .body(Full::from(body.to_string()))
         .expect("static headers")
 }
 
 /// A request that is not JSON or not the action's shape.
-pub fn bad_request(detail: &str) -> Response<Body> {
+pub fn bad_request(detail: &str) -> Response<Full<Bytes>> {
     error_response(&SqsError::InvalidParameterValue(detail.to_string()))
 }
 
-fn ok_response(body: &Value) -> Response<Body> {
+fn ok_response(body: &Value) -> Response<Full<Bytes>> {
     Response::builder()
         .header("content-type", "application/x-amz-json-1.0")
-        .body(Body::from(body.to_string()))
+        .body(Full::from(body.to_string()))
         .expect("static headers")
 }
 
@@ -273,7 +275,7 @@ impl Sqs {
     }
 
     /// One call: `action` from `X-Amz-Target`, `body` its JSON.
-    pub async fn handle(&self, action: &str, body: &[u8]) -> Response<Body> {
+    pub async fn handle(&self, action: &str, body: &[u8]) -> Response<Full<Bytes>> {
         let request: Request =
             match serde_json::from_slice(if body.is_empty() { b"{}" } else { body }) {
                 Ok(request) => request,
