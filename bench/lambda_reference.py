@@ -1,10 +1,11 @@
 """The reference design's Lambda handler, for bench/lambda.py only.
 
-What the Python function this project replaces does (see the README): for each
-SQS record, the tenant is the queue name up to its first '-', the key is the
-`seed` layout in JST from ApproximateFirstReceiveTimestamp, and one
-`put_object` stores the body (unconditionally: it overwrites, which is one of
-its defects). Run by `awslambdaric` (`python -m awslambdaric
+What the Python function this project replaces does (see docs/embedding.md,
+"An AWS Lambda handler (Python) that names its keys with the component"):
+for each SQS record, the tenant is the queue name up to its first '-', the
+key is the `seed` layout in JST from ApproximateFirstReceiveTimestamp, and
+one `put_object` stores the body (unconditionally: it overwrites, which is
+one of its defects). Run by `awslambdaric` (`python -m awslambdaric
 lambda_reference.handler`) under the same Runtime API as the Rust function.
 """
 import datetime

@@ -26,6 +26,7 @@ use crate::s3::ObjectOptions;
 /// `backfill` options.
 #[derive(Debug, Args)]
 #[allow(missing_docs)]
+#[command(mut_args(backfill_help))]
 pub struct BackfillArgs {
     #[command(flatten)]
     pub routing: RoutingArgs,
@@ -47,6 +48,20 @@ pub struct BackfillArgs {
     pub digest: DigestLocationArgs,
     #[command(flatten)]
     pub seal: SealArgs,
+}
+
+/// `backfill`'s own help for a shared option (changed in place, so `--help`
+/// and the docs keep the options' order): records come from the API, not a
+/// queue, so only the record's own time names them.
+fn backfill_help(arg: clap::Arg) -> clap::Arg {
+    match arg.get_id().as_str() {
+        "time_source" => arg.help(with_default!(
+            "Which time names the object: `backfill` takes only `event`, the audit record's \
+             own `timestamp` (its records were never in a queue).",
+            "event"
+        )),
+        _ => arg,
+    }
 }
 
 option_group! {

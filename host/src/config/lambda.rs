@@ -22,6 +22,7 @@ use crate::s3::ObjectOptions;
 
 /// `lambda` options.
 #[derive(Debug, Args)]
+#[command(mut_args(lambda_help))]
 pub struct LambdaArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
@@ -72,6 +73,23 @@ pub struct LambdaArgs {
     /// wasmtime and configuration, write it to PATH and exit (packaging step).
     #[arg(long, value_name = "PATH")]
     pub precompile_to: Option<PathBuf>,
+}
+
+/// A function's own defaults (applied in [`LambdaArgs::validate`]) in the
+/// help of the shared options, changed in place so the options keep their order.
+fn lambda_help(arg: clap::Arg) -> clap::Arg {
+    match arg.get_id().as_str() {
+        "log_format" => arg.help(with_default!(
+            "Log format on stderr (CloudWatch Logs).",
+            "json"
+        )),
+        "cache_dir" => arg.help(with_default!(
+            "Where the compiled component is cached between runs, so a start-up skips \
+             compiling it.",
+            "none: no disk cache"
+        )),
+        _ => arg,
+    }
 }
 
 /// Validated `lambda` settings.

@@ -514,14 +514,17 @@ impl ConcurrencyArgs {
 }
 
 option_group! {
-    /// Where `backfill` keeps its checkpoints (which `verify` and `query` skip).
+    /// Where `backfill` keeps its checkpoints and the writers their digest
+    /// manifest (which `verify` and `query` skip).
     pub struct StateArgs {
         #[arg(
             long,
             env = "AUDIT_ARCHIVER_STATE_PREFIX",
             value_name = "PREFIX",
             help = with_default!(
-                "Key prefix of `backfill`'s progress checkpoints, which are not audit logs.",
+                "Key prefix of what is not audit logs: `backfill`'s progress checkpoints and \
+                 the digest manifest the writers (`run`, `lambda`, `backfill`) keep for the \
+                 sealer, under {{prefix}}manifest/.",
                 defaults::STATE_PREFIX
             )
         )]
