@@ -136,6 +136,7 @@ impl QueueHealth {
                 "the host needs {}",
                 action.permission(&self.queue.arn, &self.bucket)
             ),
+            FailureKind::Gone => "the queue no longer exists".to_string(),
             _ => "retrying cannot fix this; an operator must".to_string(),
         };
         tracing::error!(
@@ -175,6 +176,49 @@ impl QueueHealth {
     }
 }
 
+/// The queues the host polls now, as `/metrics` reports them: `run` adds a
+/// queue when it starts polling it and removes it once the queue's last
+/// batches have settled (`--queue-prefix` follows the account, see
+/// `discovery.rs`). Cheap to clone; every clone is the same set.
+#[derive(Debug, Clone, Default)]
+pub struct PolledQueues(Arc<Mutex<Vec<Arc<QueueHealth>>>>);
+
+impl PolledQueues {
+    /// Starts reporting `queue`.
+    pub fn insert(&self, queue: Arc<QueueHealth>) {
+        self.0.lock().expect("queues lock").push(queue);
+    }
+
+    /// Stops reporting the queue at `url`.
+    pub fn remove(&self, url: &str) {
+        self.0
+            .lock()
+            .expect("queues lock")
+            .retain(|q| q.queue.url != url);
+    }
+
+    /// How many queues are polled.
+    pub fn len(&self) -> usize {
+        self.0.lock().expect("queues lock").len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The queues now, in the order they were added.
+    pub fn list(&self) -> Vec<Arc<QueueHealth>> {
+        self.0.lock().expect("queues lock").clone()
+    }
+}
+
+impl From<Vec<Arc<QueueHealth>>> for PolledQueues {
+    fn from(queues: Vec<Arc<QueueHealth>>) -> Self {
+        Self(Arc::new(Mutex::new(queues)))
+    }
+}
+
 /// One per-queue series: name, type, help, and how to read it.
 type Series = (
     &'static str,
@@ -183,9 +227,21 @@ type Series = (
     fn(&QueueHealth) -> Option<u64>,
 );
 
-/// The queues' series in the Prometheus text format.
-pub fn prometheus(queues: &[Arc<QueueHealth>]) -> String {
+/// The number of polled queues and each queue's series, in the Prometheus
+/// text format.
+pub fn prometheus(queues: &PolledQueues) -> String {
+    render(&queues.list())
+}
+
+/// [`prometheus`] of a given list.
+fn render(queues: &[Arc<QueueHealth>]) -> String {
     let mut out = String::new();
+    let _ = write!(
+        out,
+        "# HELP audit_archiver_queues Queues the host polls now (with --queue-prefix, as last listed).\n\
+         # TYPE audit_archiver_queues gauge\naudit_archiver_queues {}\n",
+        queues.len()
+    );
     let series: [Series; 4] = [
         (
             "queue_up",
@@ -281,7 +337,7 @@ mod tests {
         health.refused(Action::Delete, FailureKind::Denied, "HTTP 403", 10);
         assert!(!health.is_up());
         assert_eq!(health.alarms.lock().unwrap()[&Action::Delete].messages, 20);
-        let text = prometheus(std::slice::from_ref(&health));
+        let text = render(std::slice::from_ref(&health));
         assert!(
             text.contains("audit_archiver_queue_up{queue=\"acme-q.fifo\"} 0\n"),
             "{text}"
@@ -310,16 +366,40 @@ mod tests {
     #[test]
     fn depth_is_exported_once_known() {
         let health = QueueHealth::new(&queue(), "archive");
-        assert!(!prometheus(std::slice::from_ref(&health)).contains("queue_messages{"));
+        assert!(!render(std::slice::from_ref(&health)).contains("queue_messages{"));
         health.set_depth(Depth {
             visible: 3,
             in_flight: 2,
             delayed: 1,
         });
-        let text = prometheus(&[health]);
+        let queues = PolledQueues::default();
+        queues.insert(health);
+        let text = prometheus(&queues);
+        assert!(text.contains("audit_archiver_queues 1\n"), "{text}");
         assert!(text.contains(
             "audit_archiver_queue_messages{queue=\"acme-q.fifo\",state=\"in_flight\"} 2\n"
         ));
         assert_eq!(label("a\"b\\c"), "a\\\"b\\\\c");
+    }
+
+    #[test]
+    fn the_queue_gauge_follows_the_polled_set() {
+        let queues = PolledQueues::default();
+        assert!(prometheus(&queues).contains("\naudit_archiver_queues 0\n"));
+        let mut other = queue();
+        other.url = "http://other".into();
+        other.name = "globex-q".into();
+        queues.insert(QueueHealth::new(&queue(), "archive"));
+        queues.insert(QueueHealth::new(&other, "archive"));
+        let text = prometheus(&queues);
+        assert!(text.contains("\naudit_archiver_queues 2\n"), "{text}");
+        assert!(text.contains("queue_up{queue=\"globex-q\"} 1\n"), "{text}");
+        queues.remove("http://other");
+        let text = prometheus(&queues);
+        assert!(text.contains("\naudit_archiver_queues 1\n"), "{text}");
+        assert!(
+            !text.contains("globex-q"),
+            "a removed queue's series go: {text}"
+        );
     }
 }

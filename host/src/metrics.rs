@@ -17,7 +17,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
 use tokio::net::TcpListener;
 
-use crate::health::QueueHealth;
+use crate::health::PolledQueues;
 
 /// Declares every counter once: its name (the field of [`Counters`] and
 /// [`Snapshot`], the key of the summary and the log line, and
@@ -109,7 +109,7 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 fn answer<B>(
     request: &Request<B>,
     counters: &Counters,
-    queues: &[Arc<QueueHealth>],
+    queues: &PolledQueues,
 ) -> Response<Full<Bytes>> {
     let (status, content_type, body) =
         if request.method() == Method::GET && request.uri().path() == "/metrics" {
@@ -136,7 +136,7 @@ fn answer<B>(
 /// connection with it. hyper reads the whole request head, however the client
 /// split it into packets, before the path is looked at; a client that sends
 /// no complete head within [`HEAD_TIMEOUT`] is dropped.
-pub async fn serve(listener: TcpListener, counters: Arc<Counters>, queues: Vec<Arc<QueueHealth>>) {
+pub async fn serve(listener: TcpListener, counters: Arc<Counters>, queues: PolledQueues) {
     let queues = Arc::new(queues);
     let mut http = http1::Builder::new();
     http.keep_alive(false)
@@ -190,11 +190,9 @@ mod tests {
             arn: "arn:aws:sqs:us-east-1:123456789012:acme-q".into(),
             fifo: false,
         };
-        tokio::spawn(serve(
-            listener,
-            counters,
-            vec![QueueHealth::new(&queue, "b")],
-        ));
+        let queues = PolledQueues::default();
+        queues.insert(crate::health::QueueHealth::new(&queue, "b"));
+        tokio::spawn(serve(listener, counters, queues));
         addr
     }
 

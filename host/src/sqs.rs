@@ -1,5 +1,6 @@
-//! The SQS source: the only module that calls SQS. Resolves and discovers
-//! queues at start-up, long-polls them, and deletes or changes the visibility
+//! The SQS source: the only module that calls SQS. Resolves queues at
+//! start-up and lists them (`--queue-prefix`, at start-up and again every
+//! `--discovery-interval-secs`), long-polls them, and deletes or changes the visibility
 //! of deliveries in batches.
 
 use std::collections::HashMap;
@@ -10,7 +11,7 @@ use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
 };
 
-use crate::aws::{classify, describe, is_denied, FailureKind};
+use crate::aws::{classify, describe, is_denied, is_gone, FailureKind};
 use crate::health::Depth;
 use crate::pipeline::{MessageQueue, QueueFailure, QueueRef, ReceivedMessage};
 use crate::worker::{MessageSource, ReceiveError};
@@ -57,7 +58,7 @@ impl SqsSource {
             let name = audit_archiver_transform::queue::bare_queue_name(queue);
             match self.client.get_queue_url().queue_name(name).send().await {
                 Ok(out) => out.queue_url().unwrap_or_default().to_string(),
-                Err(error) if is_not_found(&error) => {
+                Err(error) if is_gone(error.code()) => {
                     return Err(QueueError::NotFound(queue.to_string()))
                 }
                 Err(error) => {
@@ -71,8 +72,23 @@ impl SqsSource {
         self.describe_queue(queue, url).await
     }
 
-    /// Every queue whose name starts with `prefix` (ListQueues, all pages).
+    /// Every queue whose name starts with `prefix` (ListQueues, all pages),
+    /// described; an error when there is none.
     pub async fn discover(&self, prefix: &str) -> Result<Vec<QueueRef>, QueueError> {
+        let urls = self.list(prefix).await?;
+        if urls.is_empty() {
+            return Err(QueueError::NoneWithPrefix(prefix.to_string()));
+        }
+        let mut queues = Vec::with_capacity(urls.len());
+        for url in urls {
+            queues.push(self.describe(url).await?);
+        }
+        Ok(queues)
+    }
+
+    /// The URLs of every queue whose name starts with `prefix`, sorted:
+    /// ListQueues, page after page (SQS gives at most 1,000 a page).
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, QueueError> {
         let mut urls = Vec::new();
         let mut token = None;
         loop {
@@ -94,15 +110,14 @@ impl SqsSource {
                 break;
             }
         }
-        if urls.is_empty() {
-            return Err(QueueError::NoneWithPrefix(prefix.to_string()));
-        }
         urls.sort();
-        let mut queues = Vec::with_capacity(urls.len());
-        for url in urls {
-            queues.push(self.describe_queue(&url.clone(), url).await?);
-        }
-        Ok(queues)
+        urls.dedup();
+        Ok(urls)
+    }
+
+    /// A listed queue's name, ARN and type (GetQueueAttributes).
+    pub async fn describe(&self, url: String) -> Result<QueueRef, QueueError> {
+        self.describe_queue(&url.clone(), url).await
     }
 
     async fn describe_queue(&self, given: &str, url: String) -> Result<QueueRef, QueueError> {
@@ -116,7 +131,7 @@ impl SqsSource {
             .await;
         let attributes = match result {
             Ok(out) => out.attributes().cloned().unwrap_or_default(),
-            Err(error) if is_not_found(&error) => {
+            Err(error) if is_gone(error.code()) => {
                 return Err(QueueError::NotFound(given.to_string()))
             }
             Err(error) => {
@@ -358,13 +373,4 @@ impl BatchFailures
     fn failed_entries(&self) -> &[BatchResultErrorEntry] {
         self.failed()
     }
-}
-
-fn is_not_found<E: ProvideErrorMetadata>(
-    error: &SdkError<E, aws_sdk_sqs::config::http::HttpResponse>,
-) -> bool {
-    matches!(
-        error.code(),
-        Some("AWS.SimpleQueueService.NonExistentQueue" | "QueueDoesNotExist")
-    )
 }

@@ -198,6 +198,8 @@ pub struct QueueEnd {
     pub verified_empty: bool,
     /// What is left, when not verified empty.
     pub left: Left,
+    /// The queue no longer exists: a receive answered that it was deleted.
+    pub gone: bool,
 }
 
 /// One settled batch: its messages' ids and what became of them.
@@ -211,7 +213,12 @@ pub struct QueueWorker<Src, St, R> {
     router: R,
     queue: Arc<QueueRef>,
     health: Arc<QueueHealth>,
+    /// Stops the receiving.
     shutdown: watch::Receiver<bool>,
+    /// Releases what batches have not stored yet (the run's shutdown).
+    settle_shutdown: watch::Receiver<bool>,
+    /// A receive said the queue no longer exists.
+    gone: bool,
     batches: JoinSet<SettledBatch>,
     /// Messages received and still in the queue, by id.
     left: HashMap<String, LeftReason>,
@@ -234,12 +241,23 @@ impl<Src: MessageSource, St: ArchiveStore + 'static, R: BatchRouter> QueueWorker
             router,
             queue: Arc::new(queue),
             health,
+            settle_shutdown: shutdown.clone(),
             shutdown,
+            gone: false,
             batches: JoinSet::new(),
             left: HashMap::new(),
             pause: FIRST_PAUSE,
             paused_until: None,
         }
+    }
+
+    /// Stops receiving when `stop_receiving` says so, while the batches in
+    /// flight still settle in full (stored, then deleted) unless the run's
+    /// shutdown comes first: how a queue is dropped (`discovery.rs`).
+    /// `stop_receiving` must also say so on the run's shutdown.
+    pub fn retirable(mut self, stop_receiving: watch::Receiver<bool>) -> Self {
+        self.shutdown = stop_receiving;
+        self
     }
 
     /// Receives until shutdown (or, with `drain`, until the queue is
@@ -255,7 +273,7 @@ impl<Src: MessageSource, St: ArchiveStore + 'static, R: BatchRouter> QueueWorker
         let mut next_depth_read = Instant::now();
         loop {
             self.reap();
-            if *self.shutdown.borrow() {
+            if *self.shutdown.borrow() || self.gone {
                 break;
             }
             if drain && !self.health.is_up() {
@@ -375,7 +393,7 @@ impl<Src: MessageSource, St: ArchiveStore + 'static, R: BatchRouter> QueueWorker
                 self.shared.clone(),
                 self.queue.clone(),
                 self.health.clone(),
-                self.shutdown.clone(),
+                self.settle_shutdown.clone(),
             );
             self.batches.spawn(async move {
                 let _permits = permits;
@@ -421,6 +439,11 @@ impl<Src: MessageSource, St: ArchiveStore + 'static, R: BatchRouter> QueueWorker
         backoff: &mut Duration,
     ) -> bool {
         *failures += 1;
+        if error.kind == FailureKind::Gone {
+            // Deleted: nothing to retry, nothing for an operator to fix.
+            self.gone = true;
+            return false;
+        }
         if error.kind.is_transient() {
             tracing::warn!(queue = %self.queue.name, action = error.action, error = %error.detail, "receive failed; retrying");
             if self.shared.settings.drain && *failures >= DRAIN_RECEIVE_FAILURES {
@@ -509,10 +532,18 @@ impl<Src: MessageSource, St: ArchiveStore + 'static, R: BatchRouter> QueueWorker
                 .refused(Action::Put, FailureKind::Denied, reason, denied);
             refused = true;
         }
+        // Archived, but the queue was deleted with them: nothing to fix.
+        if outcome
+            .undeleted
+            .iter()
+            .any(|(_, f)| f.kind == FailureKind::Gone)
+        {
+            self.gone = true;
+        }
         let permanent: Vec<_> = outcome
             .undeleted
             .iter()
-            .filter(|(_, f)| !f.kind.is_transient())
+            .filter(|(_, f)| !f.kind.is_transient() && f.kind != FailureKind::Gone)
             .collect();
         if let Some((_, failure)) = permanent.first() {
             self.health.refused(
@@ -522,7 +553,11 @@ impl<Src: MessageSource, St: ArchiveStore + 'static, R: BatchRouter> QueueWorker
                 permanent.len() as u64,
             );
             refused = true;
-        } else if let Some((_, failure)) = outcome.undeleted.first() {
+        } else if let Some((_, failure)) = outcome
+            .undeleted
+            .iter()
+            .find(|(_, f)| f.kind.is_transient())
+        {
             tracing::warn!(
                 queue = %self.queue.name, messages = outcome.undeleted.len(), error = %failure.detail,
                 "deletes still failing after retries; the messages come back and are recognised as archived"
@@ -547,6 +582,7 @@ impl<Src: MessageSource, St: ArchiveStore + 'static, R: BatchRouter> QueueWorker
             return QueueEnd {
                 verified_empty,
                 left: Left::default(),
+                gone: self.gone,
             };
         }
         let count = |reason| self.left.values().filter(|r| **r == reason).count() as u64;
@@ -557,6 +593,8 @@ impl<Src: MessageSource, St: ArchiveStore + 'static, R: BatchRouter> QueueWorker
         let ours = delete_failed + archive_failed;
         let in_queue = match self.shared.source.depth(&self.queue).await {
             Ok(depth) => depth.total(),
+            // Deleted with whatever it held: nothing to count.
+            Err(_) if self.gone => ours,
             Err(error) => {
                 tracing::warn!(queue = %self.queue.name, %error, "cannot read what is left in the queue");
                 ours
@@ -575,11 +613,17 @@ impl<Src: MessageSource, St: ArchiveStore + 'static, R: BatchRouter> QueueWorker
             not_received = left.not_received,
             delete_failed = left.delete_failed,
             archive_failed = left.archive_failed,
-            "the queue is not empty"
+            "{}",
+            if self.gone {
+                "the queue was deleted before it was verified empty"
+            } else {
+                "the queue is not empty"
+            }
         );
         QueueEnd {
             verified_empty: false,
             left,
+            gone: self.gone,
         }
     }
 }
@@ -843,10 +887,12 @@ mod tests {
         }
     }
 
-    /// A bucket honouring `If-None-Match: *`; each PUT takes 50 ms.
+    /// A bucket honouring `If-None-Match: *`; each PUT takes 50 ms, and
+    /// the first `transient_failures` fail with a 503.
     #[derive(Default)]
     struct MemoryStore {
         objects: Mutex<BTreeMap<String, String>>,
+        transient_failures: Mutex<u32>,
     }
 
     impl ArchiveStore for Arc<MemoryStore> {
@@ -855,6 +901,16 @@ mod tests {
             object: &crate::pipeline::ArchiveObject<'_>,
         ) -> Result<PutOutcome, StoreError> {
             tokio::time::sleep(Duration::from_millis(50)).await;
+            {
+                let mut failures = self.transient_failures.lock().unwrap();
+                if *failures > 0 {
+                    *failures -= 1;
+                    return Err(StoreError {
+                        kind: FailureKind::Transient,
+                        detail: "HTTP 503 SlowDown".into(),
+                    });
+                }
+            }
             let mut objects = self.objects.lock().unwrap();
             if objects.contains_key(&object.key) {
                 return Ok(PutOutcome::AlreadyExists);
@@ -1139,6 +1195,27 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retired_queue_stores_and_deletes_what_it_received_then_ends() {
+        let h = harness(MemorySource::with(40, None), false, false);
+        // A PUT to retry: a shutdown would release its message instead.
+        *h.store.transient_failures.lock().unwrap() = 1;
+        let (retire, stop_receiving) = watch::channel(false);
+        let task = tokio::spawn(h.worker.retirable(stop_receiving).run());
+        // Retired while its first batches are being stored (50 ms a PUT),
+        // before the failed PUT is tried again (200 ms later).
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        retire.send(true).unwrap();
+        let end = task.await.unwrap();
+        let received: usize = h.source.receives.lock().unwrap().iter().map(|r| r.2).sum();
+        assert!(received > 0 && received < 40, "{received}");
+        // Unlike a shutdown, nothing is released: all of it settles.
+        assert_eq!(h.source.deleted(), received, "stored, then deleted");
+        assert_eq!(h.store.objects.lock().unwrap().len(), received);
+        assert!(!end.gone);
+        drop(h.stop);
     }
 
     #[tokio::test(start_paused = true)]

@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::{watch, Semaphore};
-use tokio::task::JoinSet;
 
 use super::{load_component, open_sealer, open_sink, CommandError, Exit};
 use crate::config::{QueueSelection, RunConfig};
-use crate::health::QueueHealth;
+use crate::discovery::{self, Discovery, Ended, Fleet};
+use crate::health::PolledQueues;
 use crate::metrics::{self, Counters, Snapshot};
 use crate::sqs::SqsSource;
-use crate::worker::{ComponentRouter, Left, QueueWorker, Shared, WorkerSettings};
+use crate::worker::{ComponentRouter, Left, Shared, WorkerSettings};
 
 /// How often each queue's depth is read for `/metrics`.
 const DEPTH_EVERY: Duration = Duration::from_secs(60);
@@ -60,15 +60,12 @@ pub async fn run(config: RunConfig) -> Result<Exit, CommandError> {
             .map_err(|e| CommandError::Startup(e.to_string()))?,
     };
     let counters = Arc::new(Counters::default());
-    let health: Vec<Arc<QueueHealth>> = queues
-        .iter()
-        .map(|queue| QueueHealth::new(queue, &config.bucket))
-        .collect();
+    let polled = PolledQueues::default();
     if let Some(addr) = config.metrics_addr {
         let listener = metrics::bind(addr).await.map_err(|e| {
             CommandError::Startup(format!("cannot listen on --metrics-addr {addr}: {e}"))
         })?;
-        tokio::spawn(metrics::serve(listener, counters.clone(), health.clone()));
+        tokio::spawn(metrics::serve(listener, counters.clone(), polled.clone()));
     }
     tracing::info!(
         bucket = %config.bucket,
@@ -76,6 +73,7 @@ pub async fn run(config: RunConfig) -> Result<Exit, CommandError> {
         component = component.origin(),
         key_template = %config.routing.settings.key_template,
         drain = config.drain,
+        discovery_interval_secs = config.discovery_interval.map(|d| d.as_secs()),
         "audit-archiver started"
     );
 
@@ -104,34 +102,34 @@ pub async fn run(config: RunConfig) -> Result<Exit, CommandError> {
         },
     });
     let sealing = sealer.map(crate::seal::Sealing::start);
-    let mut workers = JoinSet::new();
+    let time_source = config.routing.settings.time_source;
+    let mut fleet = Fleet::new(
+        shared,
+        shutdown,
+        &config.bucket,
+        polled,
+        Box::new(move |_| {
+            Ok(ComponentRouter {
+                instance: component.instance().map_err(|e| e.to_string())?,
+                time_source,
+            })
+        }),
+    );
     let mut left = Left::default();
-    for (queue, health) in queues.into_iter().zip(health) {
-        let instance = match component.instance() {
-            Ok(instance) => instance,
-            Err(error) => {
-                tracing::error!(queue = %queue.name, %error, "cannot instantiate the routing component");
-                left.queues += 1;
-                continue;
-            }
-        };
-        let router = ComponentRouter {
-            instance,
-            time_source: config.routing.settings.time_source,
-        };
-        let worker = QueueWorker::new(shared.clone(), router, queue, health, shutdown.clone());
-        workers.spawn(worker.run());
-    }
-    while let Some(result) = workers.join_next().await {
-        match result {
-            Ok(end) if end.verified_empty => {}
-            Ok(end) => left.add(&end.left),
-            Err(panic) => {
-                tracing::error!(error = %panic, "a queue worker panicked");
-                left.queues += 1;
-            }
+    for queue in queues {
+        if !fleet.add(queue) {
+            left.queues += 1;
         }
     }
+    let discovery = match (&config.queues, config.discovery_interval) {
+        (QueueSelection::Prefix(prefix), Some(every)) => Some(Discovery {
+            prefix: prefix.clone(),
+            every,
+        }),
+        _ => None,
+    };
+    let ended = discovery::poll(&mut fleet, discovery).await;
+    left.add(&fleet.left());
     if let Some(stats) = stats {
         stats.abort();
     }
@@ -151,6 +149,10 @@ pub async fn run(config: RunConfig) -> Result<Exit, CommandError> {
         "{}",
         serde_json::to_string(&summary).expect("the summary serializes")
     );
+    if ended == Ended::NoQueueLeft {
+        tracing::error!("every queue was deleted: nothing is left to poll; stopping");
+        return Ok(Exit::Failure);
+    }
     if config.drain && left.queues > 0 {
         tracing::error!(
             queues = left.queues,

@@ -28,6 +28,8 @@ pub const VISIBILITY_TIMEOUT_SECS: u32 = 60;
 pub const WAIT_TIME_SECS: u32 = 20;
 /// `--wait-time-secs` with `--drain`: an empty queue is noticed quickly.
 pub const DRAIN_WAIT_TIME_SECS: u32 = 2;
+/// `--discovery-interval-secs`: how often `--queue-prefix` lists the queues again.
+pub const DISCOVERY_INTERVAL_SECS: u64 = 300;
 /// `--stats-interval-secs`.
 pub const STATS_INTERVAL_SECS: u64 = 60;
 /// `--max-attempts`: attempts per AWS request.

@@ -254,7 +254,7 @@ mod tests {
     #[test]
     fn every_key_of_the_file_is_known_and_no_other() {
         // The file's keys before the options were grouped (unchanged), and
-        // those the signed digests added since.
+        // those added since.
         let mut before = vec![
             "key_template",
             "time_source",
@@ -297,6 +297,8 @@ mod tests {
             "digests",
             "public_key",
             "expect_until",
+            // `--queue-prefix` following the account.
+            "discovery_interval_secs",
         ];
         before.sort_unstable();
         assert_eq!(known_keys(), before.as_slice());

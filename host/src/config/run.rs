@@ -62,9 +62,23 @@ option_group! {
         pub queues: Vec<String>,
 
         /// Archive every queue whose name starts with PREFIX (found with
-        /// ListQueues at start-up). Example: --queue-prefix acme-
+        /// ListQueues at start-up, and again every --discovery-interval-secs).
+        /// Example: --queue-prefix acme-
         #[arg(long, env = "AUDIT_ARCHIVER_QUEUE_PREFIX", value_name = "PREFIX")]
         pub queue_prefix: Option<String>,
+
+        #[arg(
+            long,
+            env = "AUDIT_ARCHIVER_DISCOVERY_INTERVAL_SECS",
+            value_name = "SECS",
+            help = with_default!(
+                "With --queue-prefix, list the queues again every SECS seconds: a new queue \
+                 is polled from the next listing, a deleted one dropped once its messages in \
+                 hand are settled; 0 to 86400, 0 lists only at start-up.",
+                defaults::DISCOVERY_INTERVAL_SECS
+            )
+        )]
+        pub discovery_interval_secs: Option<u64>,
 
         /// Exit 0 once every queue is empty and all work is settled (a batch
         /// job); exit 1 if any message could not be archived.
@@ -152,6 +166,10 @@ pub struct RunConfig {
     pub visibility_timeout_secs: u32,
     /// Long-poll wait.
     pub wait_time_secs: u32,
+    /// With `--queue-prefix`, how often the queues are listed again; `None`
+    /// lists them only at start-up (`--discovery-interval-secs 0`, `--queue`,
+    /// or `--drain`, which archives the queues found at start-up).
+    pub discovery_interval: Option<Duration>,
     /// Per-object settings.
     pub objects: ObjectOptions,
     /// Prometheus endpoint.
@@ -173,7 +191,8 @@ impl RunArgs {
         let bucket = file.under(self.bucket)?.validate()?;
         let queues = file.under(self.queues)?;
         let drain = queues.drain;
-        let (selection, visibility_timeout_secs, wait_time_secs) = queues.validate()?;
+        let (selection, visibility_timeout_secs, wait_time_secs, discovery_interval) =
+            queues.validate()?;
         let concurrency = file.under(self.concurrency)?.validate()?;
         let objects = file
             .under(self.objects)?
@@ -197,6 +216,7 @@ impl RunArgs {
             pipeline: PipelineSettings::with_quarantine_prefix(bucket.quarantine_prefix),
             visibility_timeout_secs,
             wait_time_secs,
+            discovery_interval,
             objects,
             metrics_addr: metrics.metrics_addr,
             stats_interval: (stats > 0).then(|| Duration::from_secs(stats)),
@@ -206,8 +226,10 @@ impl RunArgs {
 }
 
 impl QueueArgs {
-    /// The queues, the visibility timeout and the long-poll wait.
-    fn validate(self) -> Result<(QueueSelection, u32, u32), ConfigError> {
+    /// The queues, the visibility timeout, the long-poll wait and how often
+    /// the queues are listed again.
+    #[allow(clippy::type_complexity)]
+    fn validate(self) -> Result<(QueueSelection, u32, u32, Option<Duration>), ConfigError> {
         let listed: Vec<String> = self
             .queues
             .into_iter()
@@ -245,7 +267,29 @@ impl QueueArgs {
         if wait > 20 {
             return Err(bad(format!("invalid --wait-time-secs {wait}: use 0 to 20")));
         }
-        Ok((selection, visibility, wait))
+        let interval = self
+            .discovery_interval_secs
+            .unwrap_or(defaults::DISCOVERY_INTERVAL_SECS);
+        check_range(
+            "--discovery-interval-secs",
+            interval,
+            0..=86_400,
+            defaults::DISCOVERY_INTERVAL_SECS,
+        )?;
+        let discovery_interval = match &selection {
+            QueueSelection::Prefix(_) if interval > 0 && !self.drain => {
+                Some(Duration::from_secs(interval))
+            }
+            QueueSelection::Prefix(_) => None,
+            QueueSelection::Listed(_) if self.discovery_interval_secs.is_some() => {
+                return Err(bad(
+                    "--discovery-interval-secs needs --queue-prefix: with --queue the host polls \
+                     the queues named, and lists none",
+                ))
+            }
+            QueueSelection::Listed(_) => None,
+        };
+        Ok((selection, visibility, wait, discovery_interval))
     }
 }
 

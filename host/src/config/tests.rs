@@ -257,6 +257,28 @@ fn invalid_values_name_their_flags() {
             ],
             "--utc-offset",
         ),
+        (
+            &[
+                "--bucket",
+                "archive",
+                "--queue-prefix",
+                "acme-",
+                "--discovery-interval-secs",
+                "86401",
+            ],
+            "invalid --discovery-interval-secs 86401: use 0 to 86400, e.g. 300",
+        ),
+        (
+            &[
+                "--bucket",
+                "archive",
+                "--queue",
+                "q",
+                "--discovery-interval-secs",
+                "60",
+            ],
+            "--discovery-interval-secs needs --queue-prefix",
+        ),
     ];
     for (args, flag) in cases {
         let error = run_args(args).unwrap_err().to_string();
@@ -283,6 +305,52 @@ fn defaults_are_the_documented_ones() {
     let drain = run_args(&["--bucket", "archive", "--queue-prefix", "acme-", "--drain"]).unwrap();
     assert_eq!(drain.wait_time_secs, 2);
     assert_eq!(drain.queues, QueueSelection::Prefix("acme-".into()));
+    assert_eq!(config.discovery_interval, None, "--queue lists nothing");
+    assert_eq!(drain.discovery_interval, None, "a drain lists once");
+}
+
+#[test]
+fn queue_prefix_lists_again_every_discovery_interval() {
+    let daemon = run_args(&["--bucket", "archive", "--queue-prefix", "acme-"]).unwrap();
+    assert_eq!(
+        daemon.discovery_interval,
+        Some(Duration::from_secs(defaults::DISCOVERY_INTERVAL_SECS))
+    );
+    assert_eq!(defaults::DISCOVERY_INTERVAL_SECS, 300);
+    let quick = run_args(&[
+        "--bucket",
+        "archive",
+        "--queue-prefix",
+        "acme-",
+        "--discovery-interval-secs",
+        "2",
+    ])
+    .unwrap();
+    assert_eq!(quick.discovery_interval, Some(Duration::from_secs(2)));
+    let once = run_args(&[
+        "--bucket",
+        "archive",
+        "--queue-prefix",
+        "acme-",
+        "--discovery-interval-secs",
+        "0",
+    ])
+    .unwrap();
+    assert_eq!(once.discovery_interval, None, "0 lists only at start-up");
+    let dir = std::env::temp_dir().join(format!("aa-discovery-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("config.toml");
+    std::fs::write(
+        &path,
+        "bucket = \"archive\"\nqueue_prefix = \"acme-\"\ndiscovery_interval_secs = 60\n",
+    )
+    .unwrap();
+    let path_arg = path.to_str().unwrap();
+    let file = run_args(&["--config", path_arg]).unwrap();
+    assert_eq!(file.discovery_interval, Some(Duration::from_secs(60)));
+    let flag = run_args(&["--config", path_arg, "--discovery-interval-secs", "5"]).unwrap();
+    assert_eq!(flag.discovery_interval, Some(Duration::from_secs(5)));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -439,6 +507,11 @@ fn help_quotes_the_defaults_the_code_uses() {
             defaults::VISIBILITY_TIMEOUT_SECS.to_string(),
         ),
         ("run", "max-attempts", defaults::MAX_ATTEMPTS.to_string()),
+        (
+            "run",
+            "discovery-interval-secs",
+            defaults::DISCOVERY_INTERVAL_SECS.to_string(),
+        ),
         ("run", "utc-offset", "+09:00".into()),
         ("run", "key-template", defaults::KEY_TEMPLATE.into()),
         ("run", "time-source", "first-receive".into()),

@@ -3,6 +3,7 @@
 //! byte for byte and on the queues being empty.
 
 mod archive;
+mod discovery;
 mod fifo;
 mod metrics;
 mod objects;

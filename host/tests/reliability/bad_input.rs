@@ -373,6 +373,10 @@ async fn bad_input_is_stored_quarantined_or_refused_never_lost() {
             "--visibility-timeout-secs",
         ),
         (vec!["--wait-time-secs", "30"], "--wait-time-secs"),
+        (
+            vec!["--discovery-interval-secs", "86401"],
+            "--discovery-interval-secs",
+        ),
         (vec!["--concurrency", "0"], "--concurrency"),
         (vec!["--max-attempts", "0"], "--max-attempts"),
         (
