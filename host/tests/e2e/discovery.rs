@@ -9,6 +9,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use audit_archiver_test_kit::proxy::{Plan, Proxy};
 use audit_archiver_test_kit::{audit, free_port, stderr, unique, wait_for, Host, Moto, Sent};
 
 /// `audit_archiver_queues` as `/metrics` reports it; `None` while the
@@ -184,4 +185,86 @@ async fn queue_prefix_follows_queues_created_and_deleted_while_it_runs() {
         5,
         "a queue outside the prefix is not touched"
     );
+}
+
+/// ListQueues requests the proxy has seen.
+fn listings(proxy: &Proxy) -> usize {
+    proxy
+        .heads()
+        .iter()
+        .filter(|head| head.to_ascii_lowercase().contains("amazonsqs.listqueues"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_listing_keeps_polling_the_same_queues() {
+    let moto = Moto::start().await;
+    let bucket = moto.versioned_bucket().await;
+    let prefix = unique("listfail").replace('-', "");
+    let queue = moto.queue(&format!("{prefix}a-prismacloud-auditlog")).await;
+    let mut sent = Sent::new();
+    moto.send_logs(&queue, 10, &mut sent).await;
+    let proxy = Proxy::start(&moto.endpoint, 11, true).await;
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut host = Host::spawn(moto.command(&[
+        "run",
+        "--bucket",
+        &bucket,
+        "--queue-prefix",
+        &prefix,
+        "--discovery-interval-secs",
+        "1",
+        "--endpoint-url",
+        &proxy.url,
+        "--max-attempts",
+        "1",
+        "--wait-time-secs",
+        "1",
+        "--stats-interval-secs",
+        "0",
+        "--metrics-addr",
+        &addr,
+    ]));
+    let limit = Duration::from_secs(60);
+    wait_for("the first messages archived", limit, || async {
+        all_archived(&moto, &bucket, &sent).await
+    })
+    .await;
+
+    // SQS answers 500 to everything for two listings.
+    let before = listings(&proxy);
+    proxy.set(Plan {
+        sqs_500_permille: 1000,
+        ..Plan::default()
+    });
+    wait_for("two listings refused", limit, || async {
+        listings(&proxy) >= before + 2
+    })
+    .await;
+    proxy.set(Plan::default());
+    assert_eq!(queues_gauge(port), Some(1), "the queue is still polled");
+
+    moto.send_logs(&queue, 10, &mut sent).await;
+    wait_for("the later messages archived", limit, || async {
+        all_archived(&moto, &bucket, &sent).await && moto.depth(&queue).await == 0
+    })
+    .await;
+    assert!(host.running());
+    host.term();
+    let output = host
+        .wait(Duration::from_secs(30))
+        .unwrap_or_else(|output| panic!("no exit after SIGTERM: {}", stderr(&output)));
+    let log = stderr(&output);
+    assert!(output.status.success(), "{log}");
+    assert!(
+        log.lines().any(|l| l
+            .contains("listing the queues failed; polling the same queues until the next listing")
+            && l.contains("error=")),
+        "{log}"
+    );
+    assert!(!log.contains("queue removed"), "{log}");
+    assert!(!log.contains("queue added"), "{log}");
+    let result = audit(&moto, &bucket, &sent, std::slice::from_ref(&queue)).await;
+    result.assert_perfect("failed listing");
 }
