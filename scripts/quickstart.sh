@@ -8,9 +8,21 @@
 # stops the endpoint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --toolchain
+# moto (and openssl if missing) install while the binary builds: the build is
+# the long part, and it needs only the Rust target.
+setup_log=$(mktemp)
+scripts/setup.sh >"$setup_log" 2>&1 &
+setup_pid=$!
 echo "quickstart: building audit-archiver (release; the first build takes several minutes)"
 cargo build --release --quiet -p audit-archiver
+if ! wait "$setup_pid"; then
+  cat "$setup_log" >&2
+  echo "quickstart: scripts/setup.sh failed (above)" >&2
+  exit 1
+fi
+cat "$setup_log"
+rm -f "$setup_log"
 
 port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 endpoint="http://127.0.0.1:$port"

@@ -4,14 +4,18 @@
 # git-ignored Python venv (.venv) with moto's S3/SQS server, nothing more.
 # With `--component-hosts` (the test suite's setup) it also installs what only
 # the tests use: the other Python tools, promtool, zip and binutils, the
-# wasmtime CLI and wac-cli for the WASI adapters' tests.
+# wasmtime CLI and wac-cli for the WASI adapters' tests. With `--toolchain`,
+# only the Rust target, which is all a build needs (the quick start installs
+# the rest while it builds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 component_hosts=false
+toolchain_only=false
 case "${1:-}" in
   "") ;;
   --component-hosts) component_hosts=true ;;
-  *) echo "usage: scripts/setup.sh [--component-hosts]" >&2; exit 2 ;;
+  --toolchain) toolchain_only=true ;;
+  *) echo "usage: scripts/setup.sh [--toolchain | --component-hosts]" >&2; exit 2 ;;
 esac
 
 # Targets are not installed automatically here (RUSTUP_AUTO_INSTALL=0).
@@ -19,6 +23,7 @@ if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   echo "setup: adding the wasm32-wasip2 Rust target"
   rustup target add wasm32-wasip2
 fi
+if [ "$toolchain_only" = true ]; then exit 0; fi
 
 # Debian packages. The quick start: openssl makes the digests' keys. The
 # tests: objdump checks the Lambda bootstrap's glibc needs and zip packs it
