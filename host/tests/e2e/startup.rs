@@ -134,7 +134,10 @@ async fn no_credentials_anywhere_is_one_line_and_exit_2() {
             "AWS_PROFILE",
             "IAM role",
         ] {
-            assert!(lines[0].contains(hint), "{command:?} should say {hint:?}: {text}");
+            assert!(
+                lines[0].contains(hint),
+                "{command:?} should say {hint:?}: {text}"
+            );
         }
     }
     assert_eq!(moto.depth(&queue).await, 1, "nothing was received");
