@@ -18,7 +18,7 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::Duration;
 
-use audit_archiver::engine::{ComponentSource, RouterComponent, SandboxLimits, EMBEDDED_COMPONENT};
+use audit_archiver::route::{ComponentSource, RouterComponent, SandboxLimits, EMBEDDED_COMPONENT};
 use audit_archiver_transform::{Message, Router, Settings, TimeSource};
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{BenchmarkId, Criterion, Throughput};

@@ -11,9 +11,8 @@
 //! vary, an outage can be switched on mid-run, and records are spaced and
 //! escaped in several ways so that a re-encoded body would show.
 
-use audit_archiver_test_kit::{self as kit, stderr, summary, Moto};
+use audit_archiver_test_kit::{self as kit, stderr, summary, Host, Moto};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -657,12 +656,7 @@ async fn kill_9_mid_run_then_rerun_archives_exactly_once() {
     );
     let mut kills = Vec::new();
     for target in [150, 700] {
-        let mut command = with_keys(moto.command(&args));
-        let mut child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut host = Host::spawn(with_keys(moto.command(&args)));
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let stored = moto.object_count(&bucket).await;
@@ -670,11 +664,10 @@ async fn kill_9_mid_run_then_rerun_archives_exactly_once() {
                 break;
             }
             assert!(Instant::now() < deadline, "no progress: {stored} objects");
-            assert!(child.try_wait().unwrap().is_none(), "ended before the kill");
+            assert!(host.running(), "ended before the kill");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        host.kill9();
         kills.push(moto.object_count(&bucket).await);
     }
     assert!(
@@ -785,40 +778,16 @@ async fn wrong_or_missing_credentials_exit_2_and_write_nothing() {
     // --follow: after the range it keeps polling; SIGTERM stops it cleanly.
     let mut follow = with_file.clone();
     follow.extend_from_slice(&["--follow", "--follow-interval-mins", "1"]);
-    let mut child = moto
-        .command(&follow)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (out, err) = (
-        kit::collect_pipe(child.stdout.take()),
-        kit::collect_pipe(child.stderr.take()),
-    );
+    let mut host = Host::spawn(moto.command(&follow));
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "--follow keeps running"
-    );
+    assert!(host.running(), "--follow keeps running");
     let stopped_at = Instant::now();
-    let term = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "no exit after SIGTERM");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let output = std::process::Output {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    };
+    host.term();
+    // Waited for off the runtime: the API fake answers on it meanwhile.
+    let output = tokio::task::spawn_blocking(move || host.wait(Duration::from_secs(20)))
+        .await
+        .unwrap()
+        .unwrap_or_else(|output| panic!("no exit after SIGTERM:\n{}", stderr(&output)));
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(stopped_at.elapsed() < Duration::from_secs(5));
     let followed = summary(&output);

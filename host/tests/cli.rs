@@ -9,10 +9,7 @@ use clap::CommandFactory;
 use sha2::{Digest, Sha256};
 
 fn audit_archiver(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_audit-archiver"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
+    audit_archiver_test_kit::run_offline(args)
 }
 
 fn stdout(output: &Output) -> String {
@@ -24,7 +21,7 @@ fn version_names_the_contract_and_the_embedded_component() {
     let output = audit_archiver(&["--version"]);
     assert!(output.status.success(), "{output:?}");
     let text = stdout(&output);
-    let digest: String = Sha256::digest(audit_archiver::engine::EMBEDDED_COMPONENT)
+    let digest: String = Sha256::digest(audit_archiver::route::EMBEDDED_COMPONENT)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
@@ -36,7 +33,7 @@ fn version_names_the_contract_and_the_embedded_component() {
             "routing contract: audit-archiver:routing/router@1.1.0 (also accepts audit-archiver:routing/router@1.0.0)",
             format!(
                 "embedded component: sha256:{digest} ({} bytes)",
-                audit_archiver::engine::EMBEDDED_COMPONENT.len()
+                audit_archiver::route::EMBEDDED_COMPONENT.len()
             )
             .as_str(),
         ],

@@ -2,7 +2,7 @@
 //! and `route` load it: it imports nothing, exports the router, and gives the
 //! shared vectors' expected placements through both entry points.
 
-use audit_archiver::engine::{
+use audit_archiver::route::{
     ComponentSource, RouteFailure, RouterComponent, SandboxLimits, EMBEDDED_COMPONENT,
     ROUTER_INTERFACE,
 };
@@ -75,10 +75,7 @@ fn the_component_meets_every_shared_vector_through_route_and_route_batch() {
         );
         let component = match (loaded, expect["error"].as_str()) {
             (Ok(component), _) => component,
-            (
-                Err(audit_archiver::engine::ComponentError::Settings(e)),
-                Some("invalid-settings"),
-            ) => {
+            (Err(audit_archiver::route::ComponentError::Settings(e)), Some("invalid-settings")) => {
                 assert_eq!(Some(e.case()), expect["settings_error"].as_str(), "{name}");
                 checked += 1;
                 continue;

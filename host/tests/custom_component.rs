@@ -9,10 +9,10 @@
 //! is not a component exit with code 2.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::sync::OnceLock;
 
-use audit_archiver::engine::ROUTER_INTERFACE;
+use audit_archiver::route::ROUTER_INTERFACE;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -39,23 +39,10 @@ fn hostile(variant: &str) -> PathBuf {
 }
 
 fn route(component: &Path, extra: &[&str], event: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_audit-archiver"))
-        .args(["route", "--event", "-", "--component"])
-        .arg(component)
-        .args(extra)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(event.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    let component = component.to_str().expect("a UTF-8 path");
+    let mut args = vec!["route", "--event", "-", "--component", component];
+    args.extend_from_slice(extra);
+    audit_archiver_test_kit::run_with_stdin(&args, event)
 }
 
 const EVENT: &str = r#"{"Records":[
@@ -123,7 +110,7 @@ fn the_host_runs_a_component_with_another_layout() {
 
 #[test]
 fn a_component_built_against_contract_1_0_still_runs_through_route_batch() {
-    use audit_archiver::engine::{ComponentSource, RouterComponent, SandboxLimits};
+    use audit_archiver::route::{ComponentSource, RouterComponent, SandboxLimits};
     use audit_archiver_transform::{Message, Settings, TimeSource};
 
     // The same placements and errors through `audit-archiver route`.

@@ -39,7 +39,7 @@ fn the_guide_shows_the_example_verbatim() {
 
 #[test]
 fn the_example_prints_the_documented_output() {
-    let lines = embed::route_examples(audit_archiver::engine::EMBEDDED_COMPONENT).unwrap();
+    let lines = embed::route_examples(audit_archiver::route::EMBEDDED_COMPONENT).unwrap();
     let printed: String = lines.iter().map(|line| format!("{line}\n")).collect();
     assert_eq!(printed, block(&guide(), "output: rust", "text"));
 }

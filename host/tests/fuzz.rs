@@ -5,7 +5,7 @@
 //!
 //! - `lambda_event::parse` never panics on arbitrary input, and reads back
 //!   exactly what a generated Lambda event or NDJSON holds;
-//! - the component (through `audit_archiver::engine`, sandboxed as in
+//! - the component (through `audit_archiver::route`, sandboxed as in
 //!   production) and the native `audit_archiver_transform` give identical
 //!   results on random messages and settings, one by one and in batches
 //!   (contract 1.0's `route-batch`, and 1.1's `route-queue` for batches from
@@ -15,10 +15,10 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use audit_archiver::engine::{
+use audit_archiver::route::{
     ComponentSource, RouteFailure, RouterComponent, RouterInstance, SandboxLimits,
 };
-use audit_archiver::lambda_event;
+use audit_archiver::source::lambda_event;
 use audit_archiver_transform::{check_key, Message, Router, Settings, TenantOverride, TimeSource};
 use proptest::prelude::*;
 

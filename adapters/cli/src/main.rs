@@ -15,7 +15,7 @@ mod route;
 
 /// The host's input parser (`audit-archiver route --event`), the same file.
 #[allow(dead_code)]
-#[path = "../../../host/src/lambda_event.rs"]
+#[path = "../../../host/src/source/lambda_event.rs"]
 mod lambda_event;
 
 /// Queue references to bare names (for `--tenant-map` given a URL or ARN),

@@ -3,15 +3,15 @@
 //! component, its instance and the S3 client are built once per execution
 //! environment, at init; an invalid setting is reported to the Runtime API's
 //! init-error endpoint, naming it. Each invocation routes its records in one
-//! component call, stores them with `run`'s delivery rules
-//! ([`BatchRun::store`]) and returns the ids not archived as
+//! component call, stores them with `run`'s store stage
+//! ([`StoreStage::store`]) and returns the ids not archived as
 //! `batchItemFailures`; Lambda deletes the others. It never deletes itself.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use audit_archiver_transform::{Message, Placement, TimeSource};
+use audit_archiver_transform::{Message, TimeSource};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use tokio::sync::watch;
@@ -19,13 +19,14 @@ use tracing::Instrument;
 
 use super::{load_component, CommandError, Exit};
 use crate::config::{name_env, LambdaArgs, LambdaConfig};
-use crate::engine::{
-    ComponentError, ComponentSource, RouteFailure, RouterComponent, RouterInstance,
+use crate::observe::metrics::Counters;
+use crate::route::{
+    component_input, ComponentError, ComponentSource, Routed, RouterComponent, RouterInstance,
 };
-use crate::metrics::Counters;
-use crate::pipeline::{BatchRun, PipelineSettings, QueueRef, ReceivedMessage, Settlement};
-use crate::s3::S3Archive;
 use crate::seal::{BucketDigests, Sealer};
+use crate::source::{QueueRef, ReceivedMessage};
+use crate::store::s3::S3Archive;
+use crate::store::{Origin, Settlement, StoreSettings, StoreStage, Stored};
 
 /// The variables the Lambda service sets for a custom runtime; the runtime
 /// loop cannot start without them.
@@ -39,7 +40,7 @@ const RUNTIME_VARIABLES: [&str; 4] = [
 /// Runs `lambda`.
 pub fn lambda(args: LambdaArgs) -> Result<Exit, CommandError> {
     if let Some(path) = &args.precompile_to {
-        crate::engine::precompiled::write(path).map_err(CommandError::Runtime)?;
+        crate::route::precompiled::write(path).map_err(CommandError::Runtime)?;
         eprintln!("wrote {}", path.display());
         return Ok(Exit::Success);
     }
@@ -62,7 +63,7 @@ pub fn lambda(args: LambdaArgs) -> Result<Exit, CommandError> {
                 return Err(CommandError::Startup(error.0));
             }
         };
-        crate::init_logging(config.routing.log_format);
+        crate::observe::init_logging(config.routing.log_format);
         let function = match Function::init(&config).await {
             Ok(function) => std::sync::Arc::new(function),
             Err(message) => {
@@ -118,7 +119,7 @@ struct Function {
     /// Seals on scheduled invocations (an EventBridge rule): SQS
     /// invocations alone never see an hour in which nothing arrived.
     sealer: Option<Sealer<BucketDigests>>,
-    pipeline: PipelineSettings,
+    store: StoreSettings,
     time_source: TimeSource,
     deadline_margin: Duration,
 }
@@ -173,7 +174,7 @@ impl Function {
             router: Mutex::new(router),
             archive,
             sealer,
-            pipeline: config.pipeline.clone(),
+            store: config.store.clone(),
             time_source: config.routing.settings.time_source,
             deadline_margin: config.deadline_margin,
         })
@@ -236,23 +237,18 @@ impl Function {
     ) -> Result<SqsBatchResponse, InvalidEvent> {
         let started = Instant::now();
         let records = records(event.records)?;
-        let routes = self.route(&records);
 
         // Stores per source queue (an event source mapping sends one queue's
         // messages, but nothing here depends on it).
-        let mut batches: BTreeMap<&str, Batch> = BTreeMap::new();
-        for ((index, record), route) in records.iter().enumerate().zip(routes) {
-            let batch = batches.entry(&record.queue.arn).or_insert_with(|| Batch {
-                queue: record.queue.clone(),
-                indices: Vec::new(),
-                messages: Vec::new(),
-                routes: Vec::new(),
-            });
-            batch.indices.push(index);
-            batch.messages.push(record.message.clone());
-            batch.routes.push(route);
+        let mut queues: BTreeMap<&str, (Origin<'_>, Vec<Routed<&Record>>)> = BTreeMap::new();
+        for routed in self.route(&records) {
+            let queue = &routed.message.queue;
+            queues
+                .entry(&queue.arn)
+                .or_insert_with(|| (Origin::from(queue), Vec::new()))
+                .1
+                .push(routed);
         }
-        let mut batches: Vec<Batch> = batches.into_values().collect();
 
         let remaining = deadline
             .duration_since(SystemTime::now())
@@ -262,55 +258,51 @@ impl Function {
         // No new PUT starts once `stop_puts` has passed (they are Released).
         let (stop, shutdown) = watch::channel(stop_puts.is_zero());
         let counters = Counters::default();
-        let work = futures::future::join_all(batches.iter_mut().map(|batch| {
-            let shutdown = shutdown.clone();
-            let counters = &counters;
-            let routes = std::mem::take(&mut batch.routes);
-            let (queue, messages) = (&batch.queue, &batch.messages);
-            async move {
-                let run = BatchRun {
-                    store: &self.archive,
-                    queue_client: &(),
-                    queue,
-                    settings: &self.pipeline,
-                    counters,
-                    shutdown,
-                    extra_metadata: &[],
-                };
-                run.store(messages, &routes).await
-            }
+        let stage = StoreStage {
+            store: &self.archive,
+            settings: &self.store,
+            counters: &counters,
+            shutdown,
+        };
+        let work = futures::future::join_all(queues.into_values().map(|(origin, batch)| {
+            let stage = &stage;
+            async move { stage.store(&origin, batch).await }
         }));
         let clock = async {
             tokio::time::sleep(stop_puts).await;
             let _ = stop.send(true);
             tokio::time::sleep(respond_by.saturating_sub(stop_puts)).await;
         };
-        let settled = tokio::select! {
-            settled = work => Some(settled),
+        let stored: Vec<Stored<&Record>> = tokio::select! {
+            stored = work => stored.into_iter().flatten().collect(),
             // PUTs still in flight are abandoned: their records are reported,
             // and a redelivery finds whatever landed (same message id).
-            () = clock => None,
+            () = clock => Vec::new(),
         };
 
-        let mut outcome: Vec<Option<Settlement>> = vec![None; records.len()];
-        if let Some(settled) = settled {
-            for (batch, settlements) in batches.iter().zip(settled) {
-                for (index, settlement) in batch.indices.iter().zip(settlements) {
-                    outcome[*index] = Some(settlement);
-                }
+        // `batchItemFailures` names messages by id: a record is reported
+        // unless its message was archived (if an id came twice, unless both were).
+        let mut outcome: HashMap<&str, &Settlement> = HashMap::new();
+        for Stored {
+            message,
+            settlement,
+        } in &stored
+        {
+            let id = message.message.message_id.as_str();
+            if outcome.get(id).is_none_or(|held| held.deletable()) {
+                outcome.insert(id, settlement);
             }
         }
+        let outcome = |record: &Record| outcome.get(record.message.message_id.as_str()).copied();
         let failures: Vec<&str> = records
             .iter()
-            .zip(&outcome)
-            .filter(|(_, settlement)| !settlement.as_ref().is_some_and(Settlement::deletable))
-            .map(|(record, _)| record.message.message_id.as_str())
+            .filter(|record| !outcome(record).is_some_and(Settlement::deletable))
+            .map(|record| record.message.message_id.as_str())
             .collect();
         let unfinished: Vec<&str> = records
             .iter()
-            .zip(&outcome)
-            .filter(|(_, s)| matches!(s, None | Some(Settlement::Released)))
-            .map(|(record, _)| record.message.message_id.as_str())
+            .filter(|record| matches!(outcome(record), None | Some(Settlement::Released)))
+            .map(|record| record.message.message_id.as_str())
             .collect();
         if !unfinished.is_empty() {
             tracing::warn!(
@@ -342,44 +334,34 @@ impl Function {
     }
 
     /// One component call for the whole event.
-    fn route(&self, records: &[Record]) -> Vec<Result<Placement, RouteFailure>> {
-        let inputs: Vec<Message<'_>> = records
-            .iter()
-            .map(|record| Message {
-                message_id: &record.message.message_id,
-                // The ARN: the component takes the queue name from it.
-                queue: &record.queue.arn,
-                // Only the `event` source reads the body: spare the copy otherwise.
-                body: if self.time_source == TimeSource::Event {
-                    &record.message.body
-                } else {
-                    ""
-                },
-                first_receive_ms: record.message.first_receive_ms,
-                sent_ms: record.message.sent_ms,
-            })
-            .collect();
-        self.router
-            .lock()
-            .expect("a routing call never panics while holding the instance")
-            .route_batch(&inputs)
+    fn route<'r>(&self, records: &'r [Record]) -> Vec<Routed<&'r Record>> {
+        let routes = {
+            // The ARN: the component takes the queue name from it.
+            let inputs: Vec<Message<'_>> = records
+                .iter()
+                .map(|record| component_input(&record.message, &record.queue.arn, self.time_source))
+                .collect();
+            self.router
+                .lock()
+                .expect("a routing call never panics while holding the instance")
+                .route_batch(&inputs)
+        };
+        Routed::pair(records.iter().collect(), routes)
     }
 }
 
-/// One queue's share of an event.
-struct Batch {
-    queue: QueueRef,
-    indices: Vec<usize>,
-    messages: Vec<ReceivedMessage>,
-    routes: Vec<Result<Placement, RouteFailure>>,
-}
-
-/// One record of the event, as the pipeline sees it.
+/// One record of the event, as the stages see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Record {
     /// From the record's `eventSourceARN` (`url` too: no SQS call is made).
     queue: QueueRef,
     message: ReceivedMessage,
+}
+
+impl AsRef<ReceivedMessage> for Record {
+    fn as_ref(&self) -> &ReceivedMessage {
+        &self.message
+    }
 }
 
 /// An event that cannot be answered record by record: Lambda retries the
@@ -437,7 +419,6 @@ fn records(messages: Vec<SqsMessage>) -> Result<Vec<Record>, InvalidEvent> {
                     sent_ms: millis("SentTimestamp"),
                     group_id: message.attributes.get("MessageGroupId").cloned(),
                     message_id,
-                    receipt_handle: message.receipt_handle.unwrap_or_default(),
                     body: message.body.unwrap_or_default(),
                 },
             })
@@ -476,7 +457,6 @@ mod tests {
         assert_eq!(records[0].message.first_receive_ms, Some(1_750_991_540_913));
         assert_eq!(records[0].message.sent_ms, Some(1_750_991_540_000));
         assert_eq!(records[0].message.group_id.as_deref(), Some("g1"));
-        assert_eq!(records[0].message.receipt_handle, "r1");
     }
 
     #[test]

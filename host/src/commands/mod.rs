@@ -19,28 +19,28 @@ pub fn main(argv: Vec<std::ffi::OsString>) -> Exit {
         .unwrap_or_else(|error| error.exit());
     let outcome = match cli.command {
         Command::Route(args) => args.validate().map_err(startup).and_then(|config| {
-            crate::init_logging(config.routing.log_format);
+            crate::observe::init_logging(config.routing.log_format);
             route::route(config)
         }),
         Command::Run(args) => args.validate().map_err(startup).and_then(|config| {
-            crate::init_logging(config.routing.log_format);
+            crate::observe::init_logging(config.routing.log_format);
             block_on(run::run(config))
         }),
         Command::Verify(args) => args.validate().map_err(startup).and_then(|config| {
-            crate::init_logging(crate::config::LogFormat::Text);
+            crate::observe::init_logging(crate::config::LogFormat::Text);
             block_on(verify::verify(config))
         }),
         Command::Query(args) => args.validate().map_err(startup).and_then(|config| {
-            crate::init_logging(crate::config::LogFormat::Text);
+            crate::observe::init_logging(crate::config::LogFormat::Text);
             block_on(query::query(config))
         }),
         Command::Seal(args) => args.validate().map_err(startup).and_then(|config| {
-            crate::init_logging(crate::config::LogFormat::Text);
+            crate::observe::init_logging(crate::config::LogFormat::Text);
             block_on(seal::seal(config))
         }),
         Command::Lambda(args) => lambda::lambda(*args),
         Command::Backfill(args) => args.validate().map_err(startup).and_then(|config| {
-            crate::init_logging(config.routing.log_format);
+            crate::observe::init_logging(config.routing.log_format);
             block_on(backfill::backfill(config))
         }),
         Command::Completions(args) => Ok(completions::completions(args.shell, command())),
@@ -70,7 +70,7 @@ fn block_on(
 /// keys can be traced to the exact routing code that chose them.
 pub fn long_version() -> String {
     use sha2::{Digest, Sha256};
-    let component = crate::engine::EMBEDDED_COMPONENT;
+    let component = crate::route::EMBEDDED_COMPONENT;
     let digest: String = Sha256::digest(component)
         .iter()
         .map(|byte| format!("{byte:02x}"))
@@ -78,8 +78,8 @@ pub fn long_version() -> String {
     format!(
         "{}\nrouting contract: {} (also accepts {})\nembedded component: sha256:{digest} ({} bytes)",
         env!("CARGO_PKG_VERSION"),
-        crate::engine::ROUTER_INTERFACE,
-        crate::engine::ROUTER_INTERFACE_1_0,
+        crate::route::ROUTER_INTERFACE,
+        crate::route::ROUTER_INTERFACE_1_0,
         component.len(),
     )
 }
@@ -120,8 +120,8 @@ impl CommandError {
 /// is a start-up error naming the setting.
 pub fn load_component(
     routing: &crate::config::RoutingConfig,
-) -> Result<crate::engine::RouterComponent, CommandError> {
-    use crate::engine::{ComponentError, ComponentSource, RouterComponent};
+) -> Result<crate::route::RouterComponent, CommandError> {
+    use crate::route::{ComponentError, ComponentSource, RouterComponent};
     RouterComponent::load(
         ComponentSource::file_or_embedded(routing.component.as_deref()),
         &routing.settings,
@@ -172,13 +172,13 @@ pub(crate) async fn stop_on_signal(
 pub(super) async fn open_sink(
     aws: &crate::aws::AwsSettings,
     bucket: &str,
-    objects: &crate::s3::ObjectOptions,
-) -> Result<(crate::aws::Clients, crate::s3::S3Archive), CommandError> {
+    objects: &crate::store::s3::ObjectOptions,
+) -> Result<(crate::aws::Clients, crate::store::s3::S3Archive), CommandError> {
     let clients = crate::aws::clients(aws)
         .await
         .map_err(|e| CommandError::Startup(e.to_string()))?;
     let archive =
-        crate::s3::S3Archive::new(clients.s3.clone(), bucket.to_string(), objects.clone());
+        crate::store::s3::S3Archive::new(clients.s3.clone(), bucket.to_string(), objects.clone());
     archive
         .check_bucket()
         .await
@@ -191,13 +191,16 @@ pub(super) async fn open_sink(
 /// stores for it. An unusable key file is a start-up error.
 pub(super) fn open_sealer(
     clients: &crate::aws::Clients,
-    archive: &mut crate::s3::S3Archive,
+    archive: &mut crate::store::s3::S3Archive,
     seal: &crate::seal::SealConfig,
 ) -> Result<crate::seal::Sealer<crate::seal::BucketDigests>, CommandError> {
     let signer = seal
         .signer(clients)
         .map_err(|e| CommandError::Startup(e.to_string()))?;
-    let store = crate::seal::BucketDigests::new(archive.reader(), Some(archive.clone()));
+    let store = crate::seal::BucketDigests::new(
+        crate::read::reader::ArchiveReader::of(archive),
+        Some(archive.clone()),
+    );
     let sealer = crate::seal::Sealer::new(store, signer, seal.settings.clone());
     if let Some(recorder) = sealer.recorder() {
         archive.record_into(recorder);

@@ -12,8 +12,8 @@ use serde_json::Value;
 
 use super::verify::{open_archive, rfc3339, unreadable};
 use super::{CommandError, Exit};
-use crate::archive_read::{FetchedObject, ListedObject, ReadError};
 use crate::config::{QueryConfig, QueryFormat, RecordFilters};
+use crate::read::reader::{FetchedObject, ListedObject, ReadError};
 
 /// The record fields the CSV and table outputs show, in order.
 const COLUMNS: &[&str] = &[
@@ -191,7 +191,7 @@ fn collect_rows(
     };
     let archive_ms = object
         .metadata
-        .get(crate::metadata::ARCHIVE_TIME_MS)
+        .get(crate::store::metadata::ARCHIVE_TIME_MS)
         .and_then(|ms| ms.parse::<i64>().ok());
     if archive_ms.is_some_and(|ms| !config.range.contains(ms)) {
         return 0;

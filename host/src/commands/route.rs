@@ -9,8 +9,8 @@ use serde::Serialize;
 
 use super::{load_component, CommandError, Exit};
 use crate::config::RouteConfig;
-use crate::engine::RouteFailure;
-use crate::lambda_event::{self, EventRecord};
+use crate::route::RouteFailure;
+use crate::source::lambda_event::{self, EventRecord};
 
 /// Records routed per call into the component.
 const BATCH: usize = 1000;

@@ -11,11 +11,12 @@ use tokio::sync::{watch, Semaphore};
 
 use super::{load_component, open_sealer, open_sink, CommandError, Exit};
 use crate::config::{QueueSelection, RunConfig};
-use crate::discovery::{self, Discovery, Ended, Fleet};
-use crate::health::PolledQueues;
-use crate::metrics::{self, Counters, Snapshot};
-use crate::sqs::SqsSource;
-use crate::worker::{ComponentRouter, Left, Shared, WorkerSettings};
+use crate::observe::health::PolledQueues;
+use crate::observe::metrics::{self, Counters, Snapshot};
+use crate::route::ComponentRouter;
+use crate::source::sqs::SqsSource;
+use crate::worker::discovery::{self, Discovery, Ended, Fleet};
+use crate::worker::{Left, Shared, WorkerSettings};
 
 /// How often each queue's depth is read for `/metrics`.
 const DEPTH_EVERY: Duration = Duration::from_secs(60);
@@ -98,7 +99,8 @@ pub async fn run(config: RunConfig) -> Result<Exit, CommandError> {
             visibility_secs: config.visibility_timeout_secs as i32,
             drain: config.drain,
             depth_every: config.metrics_addr.map(|_| DEPTH_EVERY),
-            pipeline: config.pipeline.clone(),
+            store: config.store.clone(),
+            settle: crate::settle::SettleSettings::default(),
         },
     });
     let sealing = sealer.map(crate::seal::Sealing::start);

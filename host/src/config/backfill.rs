@@ -19,9 +19,9 @@ use super::shared::{
 use super::validate::check_range;
 use super::{bad, ConfigError, TimeSourceArg};
 use crate::aws::AwsSettings;
-use crate::pipeline::PipelineSettings;
-use crate::prisma::{ClientSettings, Credentials, Secret};
-use crate::s3::ObjectOptions;
+use crate::source::prisma::{ClientSettings, Credentials, Secret};
+use crate::store::s3::ObjectOptions;
+use crate::store::StoreSettings;
 
 /// `backfill` options.
 #[derive(Debug, Args)]
@@ -231,7 +231,7 @@ pub struct BackfillConfig {
     /// Per-object settings.
     pub objects: ObjectOptions,
     /// Store-step settings.
-    pub pipeline: PipelineSettings,
+    pub store: StoreSettings,
     /// Records stored at once.
     pub concurrency: usize,
     /// The accounts to read.
@@ -381,7 +381,7 @@ impl BackfillArgs {
             bucket: bucket.bucket,
             aws: bucket.aws,
             objects,
-            pipeline: PipelineSettings::with_quarantine_prefix(bucket.quarantine_prefix),
+            store: StoreSettings::with_quarantine_prefix(bucket.quarantine_prefix),
             concurrency,
             tenants,
             from_ms,

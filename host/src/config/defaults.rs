@@ -1,8 +1,11 @@
 //! Every setting's default, written once: the validation falls back to these,
 //! the help texts quote them (through [`with_default!`]) and the tests
-//! compare against them.
+//! compare against them. Where a stage owns a default (the sandbox's bounds,
+//! the Prisma Cloud API's pace, the quarantine prefix), it is quoted from
+//! the stage, so the value is still written once.
 
-use std::time::Duration;
+use crate::route::SandboxLimits;
+use crate::source::prisma::ClientSettings;
 
 pub use audit_archiver_transform::time::JST_OFFSET_MINUTES as UTC_OFFSET_MINUTES;
 
@@ -13,7 +16,7 @@ pub const KEY_TEMPLATE: &str = "default";
 /// `query`). A command that needs another default says so here.
 pub const CONCURRENCY: usize = 32;
 /// `--quarantine-prefix`.
-pub const QUARANTINE_PREFIX: &str = "_quarantine/";
+pub const QUARANTINE_PREFIX: &str = crate::store::DEFAULT_QUARANTINE_PREFIX;
 /// `--state-prefix`: `backfill`'s checkpoints.
 pub const STATE_PREFIX: &str = "_state/";
 /// `--digest-prefix`: the signed digests, one chain per tenant under it.
@@ -35,9 +38,9 @@ pub const STATS_INTERVAL_SECS: u64 = 60;
 /// `--max-attempts`: attempts per AWS request.
 pub const MAX_ATTEMPTS: u32 = 5;
 /// `--component-timeout-ms`.
-pub const COMPONENT_TIMEOUT_MS: u64 = 1000;
+pub const COMPONENT_TIMEOUT_MS: u64 = SandboxLimits::DEFAULT.call_timeout.as_millis() as u64;
 /// `--component-memory-mib`.
-pub const COMPONENT_MEMORY_MIB: usize = 64;
+pub const COMPONENT_MEMORY_MIB: usize = SandboxLimits::DEFAULT.memory_bytes >> 20;
 /// `lambda --deadline-margin-ms`.
 pub const DEADLINE_MARGIN_MS: u64 = 3000;
 /// `backfill --follow-interval-mins`.
@@ -45,21 +48,13 @@ pub const FOLLOW_INTERVAL_MINS: u64 = 10;
 /// `backfill --follow-overlap-mins`.
 pub const FOLLOW_OVERLAP_MINS: u64 = 30;
 /// `backfill --api-requests-per-sec`: the Prisma Cloud API's limit.
-pub const API_REQUESTS_PER_SEC: f64 = 10.0;
+pub const API_REQUESTS_PER_SEC: f64 = ClientSettings::DEFAULT.requests_per_sec;
 /// `backfill --api-max-attempts`.
-pub const API_MAX_ATTEMPTS: u32 = 8;
+pub const API_MAX_ATTEMPTS: u32 = ClientSettings::DEFAULT.max_attempts;
 /// `backfill --page-size`: the most the API returns per page.
-pub const PAGE_SIZE: u32 = 500;
+pub const PAGE_SIZE: u32 = ClientSettings::DEFAULT.page_size;
 /// `backfill --api-token-renew-secs` (tokens live 600 s).
-pub const API_TOKEN_RENEW_SECS: u64 = 480;
-
-/// The sandbox bounds when neither flag nor file sets them.
-pub const fn sandbox_limits() -> crate::engine::SandboxLimits {
-    crate::engine::SandboxLimits {
-        memory_bytes: COMPONENT_MEMORY_MIB << 20,
-        call_timeout: Duration::from_millis(COMPONENT_TIMEOUT_MS),
-    }
-}
+pub const API_TOKEN_RENEW_SECS: u64 = ClientSettings::DEFAULT.token_renew_after.as_secs();
 
 /// A help text ending in `[default: VALUE]`, so the value shown is the one
 /// the code uses.

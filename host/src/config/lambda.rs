@@ -17,8 +17,8 @@ use super::shared::{
 use super::validate::check_range;
 use super::{bad, Cli, ConfigError, LogFormat};
 use crate::aws::AwsSettings;
-use crate::pipeline::PipelineSettings;
-use crate::s3::ObjectOptions;
+use crate::store::s3::ObjectOptions;
+use crate::store::StoreSettings;
 
 /// `lambda` options.
 #[derive(Debug, Args)]
@@ -102,7 +102,7 @@ pub struct LambdaConfig {
     /// Endpoint, region, retries.
     pub aws: AwsSettings,
     /// Store-step settings.
-    pub pipeline: PipelineSettings,
+    pub store: StoreSettings,
     /// Per-object settings.
     pub objects: ObjectOptions,
     /// See [`LambdaArgs::deadline_margin_ms`].
@@ -177,7 +177,7 @@ impl LambdaArgs {
             routing,
             bucket: bucket.bucket,
             aws: bucket.aws,
-            pipeline: PipelineSettings::with_quarantine_prefix(bucket.quarantine_prefix),
+            store: StoreSettings::with_quarantine_prefix(bucket.quarantine_prefix),
             objects,
             deadline_margin: Duration::from_millis(margin_ms),
             seal,

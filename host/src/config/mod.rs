@@ -133,16 +133,7 @@ pub enum TimeSourceArg {
     Event,
 }
 
-/// `--log-format` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Text,
-    /// One JSON object per line.
-    Json,
-}
+pub use crate::observe::logging::LogFormat;
 
 #[cfg(test)]
 mod tests;

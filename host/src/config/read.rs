@@ -14,8 +14,8 @@ use super::shared::{
 };
 use super::validate::{check_tenant, settings_error_message};
 use super::{bad, ConfigError};
-use crate::archive_layout::{Day, Layout};
 use crate::aws::AwsSettings;
+use crate::read::layout::{Day, Layout};
 
 /// Options `verify` and `query` share with `run` (same flags, environment
 /// variables and config file keys), and how many objects they read at once

@@ -16,9 +16,9 @@ use super::shared::{
 use super::validate::check_range;
 use super::{bad, ConfigError};
 use crate::aws::AwsSettings;
-use crate::pipeline::PipelineSettings;
-use crate::s3::ObjectOptions;
-use crate::sqs::MAX_BATCH;
+use crate::source::sqs::MAX_BATCH;
+use crate::store::s3::ObjectOptions;
+use crate::store::StoreSettings;
 
 /// `run` options.
 #[derive(Debug, Args)]
@@ -161,7 +161,7 @@ pub struct RunConfig {
     /// stored at once (docs/commands/run.md).
     pub receive_batch: usize,
     /// Store-step settings.
-    pub pipeline: PipelineSettings,
+    pub store: StoreSettings,
     /// Visibility timeout of received messages.
     pub visibility_timeout_secs: u32,
     /// Long-poll wait.
@@ -213,7 +213,7 @@ impl RunArgs {
             drain,
             concurrency,
             receive_batch: concurrency.min(MAX_BATCH),
-            pipeline: PipelineSettings::with_quarantine_prefix(bucket.quarantine_prefix),
+            store: StoreSettings::with_quarantine_prefix(bucket.quarantine_prefix),
             visibility_timeout_secs,
             wait_time_secs,
             discovery_interval,

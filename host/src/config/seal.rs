@@ -12,9 +12,9 @@ use super::shared::{BucketArgs, ObjectArgs, StateArgs};
 use super::validate::{self, check_range};
 use super::{bad, ConfigError};
 use crate::aws::AwsSettings;
-use crate::s3::ObjectOptions;
 use crate::seal::sealer::{top_folder, SealSettings};
 use crate::seal::{SealConfig, SigningKey};
+use crate::store::s3::ObjectOptions;
 
 /// `seal` options.
 #[derive(Debug, Args)]

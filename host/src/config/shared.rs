@@ -14,8 +14,8 @@ use super::file::option_group;
 use super::validate::{self, check_range};
 use super::{bad, ConfigError, LogFormat, TimeSourceArg};
 use crate::aws::AwsSettings;
-use crate::engine::SandboxLimits;
-use crate::s3::ObjectOptions;
+use crate::route::SandboxLimits;
+use crate::store::s3::ObjectOptions;
 
 option_group! {
     /// Where keys put each object: the template and the offset of its dates.
@@ -50,7 +50,7 @@ option_group! {
 }
 
 impl LayoutArgs {
-    /// The key template (unchecked: the component or [`crate::archive_layout`]
+    /// The key template (unchecked: the component or [`crate::read::layout`]
     /// checks it) and the offset in minutes.
     pub fn validate(self) -> Result<(String, i16), ConfigError> {
         let offset = match self.utc_offset {
@@ -189,7 +189,7 @@ impl RoutingArgs {
             cache_dir: if self.no_cache {
                 None
             } else {
-                self.cache_dir.or_else(crate::engine::cache::default_dir)
+                self.cache_dir.or_else(crate::route::cache::default_dir)
             },
             limits,
             log_format: self.log_format.unwrap_or_default(),

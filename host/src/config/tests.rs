@@ -7,7 +7,7 @@ use audit_archiver_transform::TimeSource;
 use clap::{CommandFactory, Parser};
 
 use super::*;
-use crate::prisma::Secret;
+use crate::source::prisma::Secret;
 
 fn run_args(args: &[&str]) -> Result<RunConfig, ConfigError> {
     let mut argv = vec!["audit-archiver", "run"];
@@ -300,7 +300,7 @@ fn defaults_are_the_documented_ones() {
     );
     assert_eq!(config.routing.settings.utc_offset_minutes, 540);
     assert_eq!(config.concurrency, 32);
-    assert_eq!(config.pipeline.quarantine_prefix, "_quarantine/");
+    assert_eq!(config.store.quarantine_prefix, "_quarantine/");
     assert_eq!(config.wait_time_secs, 20);
     let drain = run_args(&["--bucket", "archive", "--queue-prefix", "acme-", "--drain"]).unwrap();
     assert_eq!(drain.wait_time_secs, 2);

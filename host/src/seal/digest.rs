@@ -184,7 +184,7 @@ impl StoredDigest {
             file,
             json_sha256: sha256_hex(&json),
             signature: metadata
-                .get(crate::metadata::SIGNATURE)
+                .get(crate::store::metadata::SIGNATURE)
                 .cloned()
                 .unwrap_or_default(),
         })

@@ -54,6 +54,12 @@ pub struct Recorder {
     pending: Mutex<BTreeMap<(String, i64), Vec<Entry>>>,
 }
 
+impl crate::store::s3::StoredObjects for Recorder {
+    fn stored(&self, key: &str, body: &[u8], sha256: &[u8], now_ms: i64) {
+        self.record(key, body, super::digest::hex(sha256), now_ms);
+    }
+}
+
 impl Recorder {
     /// A recorder writing under `manifest_prefix`, by periods of `period_ms`.
     pub fn new(manifest_prefix: String, period_ms: i64) -> Self {

@@ -26,10 +26,10 @@ pub mod validate;
 pub use sealer::{DigestStore, Fetched, Listed, SealError, SealSettings, Sealed, Sealer};
 pub use signer::{PublicKey, Signer};
 
-use crate::archive_read::ArchiveReader;
 use crate::aws::Clients;
-use crate::pipeline::PutOutcome;
-use crate::s3::S3Archive;
+use crate::read::reader::ArchiveReader;
+use crate::store::s3::S3Archive;
+use crate::store::PutOutcome;
 
 /// Which key signs the digests.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,7 +146,7 @@ impl DigestStore for BucketDigests {
     }
 }
 
-fn store_error(error: crate::archive_read::ReadError) -> SealError {
+fn store_error(error: crate::read::reader::ReadError) -> SealError {
     SealError::Store(error.to_string())
 }
 

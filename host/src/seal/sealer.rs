@@ -27,8 +27,8 @@ use super::digest::{
 };
 use super::manifest::{self, Entry, Recorder};
 use super::signer::Signer;
-use crate::metadata;
-use crate::pipeline::PutOutcome;
+use crate::store::metadata;
+use crate::store::PutOutcome;
 
 /// Objects read at once while sealing a period.
 const READ_WINDOW: usize = 16;

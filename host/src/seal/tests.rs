@@ -15,7 +15,7 @@ use super::digest::{digest_key, gunzip, DigestFile};
 use super::sealer::{DigestStore, Fetched, Listed, SealError, SealSettings, Sealer};
 use super::signer::{LocalKey, PublicKey, Signer};
 use super::validate::{validate, ChainReport, ValidateSettings};
-use crate::pipeline::PutOutcome;
+use crate::store::PutOutcome;
 
 const MIN: i64 = 60_000;
 /// 2026-12-04T00:00:00Z

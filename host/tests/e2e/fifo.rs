@@ -9,10 +9,9 @@
 //! ≥ 180 s; 150 messages with the drain's 2 s wait: ≥ 28 s).
 
 use std::collections::BTreeSet;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use audit_archiver_test_kit::{audit_log, collect_pipe, stderr, summary, unique, Moto};
+use audit_archiver_test_kit::{audit_log, stderr, summary, unique, Host, Moto};
 
 /// Fills `queue` with `n` audit logs in one message group; returns their ids.
 async fn one_group(moto: &Moto, queue: &str, n: u64) -> BTreeSet<String> {
@@ -43,16 +42,7 @@ async fn daemon_archives_a_fifo_group_backlog_without_waiting_out_long_polls() {
 
     // All defaults: 20 s long polls.
     let started = Instant::now();
-    let mut child = moto
-        .command(&["run", "--bucket", &bucket, "--queue", &queue])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (out, err) = (
-        collect_pipe(child.stdout.take()),
-        collect_pipe(child.stderr.take()),
-    );
+    let host = Host::spawn(moto.command(&["run", "--bucket", &bucket, "--queue", &queue]));
     let limit = Duration::from_secs(30);
     loop {
         let stored = moto.objects(&bucket).await.len();
@@ -67,15 +57,10 @@ async fn daemon_archives_a_fifo_group_backlog_without_waiting_out_long_polls() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let took = started.elapsed();
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let output = std::process::Output {
-        status: child.wait().unwrap(),
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    };
+    host.term();
+    let output = host
+        .wait(Duration::from_secs(30))
+        .unwrap_or_else(|output| panic!("no exit after SIGTERM:\n{}", stderr(&output)));
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(archived_ids(&moto, &bucket).await, ids);
     assert_eq!(moto.depth(&queue).await, 0);

@@ -2,10 +2,9 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use audit_archiver_test_kit::{audit_log, collect_pipe, free_port, unique, Moto};
+use audit_archiver_test_kit::{audit_log, free_port, stderr, unique, Host, Moto};
 
 fn scrape(port: u16, path: &str) -> Option<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -45,26 +44,17 @@ async fn metrics_count_what_was_archived() {
     moto.send(&queue, "not json", None).await;
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let mut child = moto
-        .command(&[
-            "run",
-            "--bucket",
-            &bucket,
-            "--queue",
-            &queue,
-            "--time-source",
-            "event",
-            "--metrics-addr",
-            &addr,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (_stdout, stderr) = (
-        collect_pipe(child.stdout.take()),
-        collect_pipe(child.stderr.take()),
-    );
+    let host = Host::spawn(moto.command(&[
+        "run",
+        "--bucket",
+        &bucket,
+        "--queue",
+        &queue,
+        "--time-source",
+        "event",
+        "--metrics-addr",
+        &addr,
+    ]));
     let deadline = Instant::now() + Duration::from_secs(60);
     let response = loop {
         if let Some(response) = scrape(port, "/metrics") {
@@ -86,12 +76,10 @@ async fn metrics_count_what_was_archived() {
     assert_eq!(counter(&response, "failed"), Some(0));
     assert!(scrape(port, "/other").unwrap().starts_with("HTTP/1.1 404"));
 
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let status = child.wait().unwrap();
-    let log = String::from_utf8_lossy(&stderr.join().unwrap()).into_owned();
-    assert!(status.success(), "{log}");
+    host.term();
+    let output = host
+        .wait(Duration::from_secs(30))
+        .unwrap_or_else(|output| panic!("no exit after SIGTERM:\n{}", stderr(&output)));
+    assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(moto.depth(&queue).await, 0);
 }

@@ -1,8 +1,6 @@
 //! `route`: the offline dry run over a Lambda-shaped SQS event.
 
-use audit_archiver_test_kit::{self as kit, binary, stderr};
-use std::io::Write;
-use std::process::{Command, Stdio};
+use audit_archiver_test_kit::{self as kit, stderr};
 
 const EVENT: &str = r#"{"Records":[
  {"messageId":"059f36b4-87a3-44ab-83d2-661975830a7d","receiptHandle":"r1","body":"{\"timestamp\":1750991540913,\"user\":\"alice@example.com\",\"actionType\":\"CREATE\",\"result\":\"Successful\"}","attributes":{"ApproximateReceiveCount":"1","SentTimestamp":"1750991540000","SenderId":"AIDA","ApproximateFirstReceiveTimestamp":"1750991541000"},"messageAttributes":{},"md5OfBody":"x","eventSource":"aws:sqs","eventSourceARN":"arn:aws:sqs:ap-northeast-1:123456789012:acme-prismacloud-auditlog.fifo","awsRegion":"ap-northeast-1"},
@@ -12,21 +10,8 @@ const EVENT: &str = r#"{"Records":[
 ]}"#;
 
 fn route(args: &[&str], stdin: &str) -> std::process::Output {
-    let mut child = Command::new(binary())
-        .arg("route")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    let args: Vec<&str> = ["route"].iter().chain(args).copied().collect();
+    kit::run_with_stdin(&args, stdin)
 }
 
 #[test]

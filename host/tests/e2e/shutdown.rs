@@ -2,10 +2,9 @@
 //! releases the rest at once, exits 0, and nothing is lost.
 
 use std::collections::BTreeSet;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use audit_archiver_test_kit::{audit_log, collect_pipe, stderr, summary, unique, Moto};
+use audit_archiver_test_kit::{audit_log, stderr, summary, unique, Host, Moto};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_mid_run_loses_nothing_and_releases_messages_at_once() {
@@ -24,50 +23,27 @@ async fn sigterm_mid_run_loses_nothing_and_releases_messages_at_once() {
         );
     }
     // A long visibility timeout: anything not released would stay hidden.
-    let mut child = moto
-        .command(&[
-            "run",
-            "--bucket",
-            &bucket,
-            "--queue",
-            &queue,
-            "--visibility-timeout-secs",
-            "600",
-            "--concurrency",
-            "4",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (stdout, stderr_pipe) = (
-        collect_pipe(child.stdout.take()),
-        collect_pipe(child.stderr.take()),
-    );
+    let host = Host::spawn(moto.command(&[
+        "run",
+        "--bucket",
+        &bucket,
+        "--queue",
+        &queue,
+        "--visibility-timeout-secs",
+        "600",
+        "--concurrency",
+        "4",
+    ]));
     let deadline = Instant::now() + Duration::from_secs(60);
     while moto.objects(&bucket).await.len() < 20 {
         assert!(Instant::now() < deadline, "nothing archived within 60 s");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let signalled = Instant::now();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit_deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
-        assert!(
-            Instant::now() < exit_deadline,
-            "no exit within 30 s of SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let output = std::process::Output {
-        status: child.wait().unwrap(),
-        stdout: stdout.join().unwrap(),
-        stderr: stderr_pipe.join().unwrap(),
-    };
+    host.term();
+    let output = host
+        .wait(Duration::from_secs(30))
+        .unwrap_or_else(|output| panic!("no exit within 30 s of SIGTERM:\n{}", stderr(&output)));
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(signalled.elapsed() < Duration::from_secs(30));
     let first = summary(&output);

@@ -1,7 +1,7 @@
 //! Invalid settings stop start-up with exit code 2 and a message naming the
 //! setting; nothing is received, so nothing can be lost.
 
-use audit_archiver_test_kit::{stderr, unique, Moto};
+use audit_archiver_test_kit::{assert_refused, refusals, stderr, unique, Moto};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_settings_exit_2_naming_the_setting() {
@@ -9,49 +9,10 @@ async fn invalid_settings_exit_2_naming_the_setting() {
     let bucket = moto.bucket().await;
     let queue = moto.queue(&format!("acme-{}", unique("q"))).await;
     moto.send(&queue, "{\"timestamp\":1}", None).await;
-    let cases: Vec<(Vec<&str>, &str)> = vec![
-        (
-            vec!["--key-template", "{tenant}/{nope}.json"],
-            "--key-template",
-        ),
-        (vec!["--key-template", "{tenant}/%Q.json"], "--key-template"),
-        (
-            vec!["--key-template", "../{tenant}/x.json"],
-            "--key-template",
-        ),
-        (vec!["--time-source", "yesterday"], "--time-source"),
-        (vec!["--utc-offset", "+99:00"], "--utc-offset"),
-        (vec!["--tenant-map", "q=bad/tenant"], "--tenant-map"),
-        (
-            vec!["--component", "/nonexistent/router.wasm"],
-            "--component",
-        ),
-        (vec!["--concurrency", "0"], "--concurrency"),
-    ];
-    for (extra, flag) in cases {
-        let mut args = vec!["run", "--drain", "--bucket", &bucket, "--queue", &queue];
-        args.extend(extra.iter().copied());
-        let output = moto.run(&args);
-        assert_eq!(
-            output.status.code(),
-            Some(2),
-            "{extra:?}: {}",
-            stderr(&output)
-        );
-        assert!(
-            stderr(&output).contains(flag),
-            "{extra:?} should name {flag}: {}",
-            stderr(&output)
-        );
+    for (args, flag) in refusals(&["run"], &bucket, &queue) {
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_refused(&args, flag, &moto.run(&argv));
     }
-
-    let output = moto.run(&["run", "--drain", "--queue", &queue]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("S3_BUCKET_NAME"),
-        "{}",
-        stderr(&output)
-    );
 
     let output = moto.run(&[
         "run",

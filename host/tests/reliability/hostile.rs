@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use audit_archiver::engine::ROUTER_INTERFACE;
+use audit_archiver::route::ROUTER_INTERFACE;
 
 use audit_archiver_test_kit::{self as kit, repo_root, stderr, Moto, Sent};
 

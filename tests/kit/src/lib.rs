@@ -11,6 +11,7 @@
 //! that starts one fails.
 
 mod audit;
+mod flags;
 mod keys;
 mod moto;
 mod process;
@@ -21,11 +22,12 @@ mod workload;
 use std::path::PathBuf;
 
 pub use audit::{audit, Audit};
+pub use flags::{assert_refused, refusals, Refusal, REFUSALS};
 pub use keys::{openssl_keys, temp_dir};
 pub use moto::{documented_policy, free_port, Moto, StoredObject, IAM_PAGE};
 pub use process::{
-    collect_pipe, counter, exit_code, run_with_limit, stderr, stdout_json, summary, summary_of,
-    Host,
+    collect_pipe, counter, exit_code, run_offline, run_with_limit, run_with_stdin, stderr,
+    stdout_json, summary, summary_of, Host,
 };
 pub use wait::{wait_for, wait_for_every, wait_for_objects, wait_settled};
 pub use workload::{audit_log, daemon_args, scale, serial, two_tenant_backlog, unique, Rng, Sent};

@@ -17,6 +17,38 @@ pub fn run_with_limit(command: Command, limit: Duration) -> Output {
     }
 }
 
+/// Runs the binary with `args` and no endpoint: what needs no S3 or SQS
+/// (`--version`, `completions`, `route`, flag errors).
+pub fn run_offline(args: &[&str]) -> Output {
+    let mut command = Command::new(crate::binary());
+    command.args(args);
+    run_with_limit(command, Duration::from_secs(60))
+}
+
+/// Runs the binary with `args`, writing `stdin` to it (`route --event -`).
+pub fn run_with_stdin(args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(crate::binary())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn audit-archiver");
+    let mut input = child.stdin.take().expect("a piped stdin");
+    let stdin = stdin.to_string();
+    // Written on a thread: a large input must not block on a full stdout.
+    let writer = std::thread::spawn(move || input.write_all(stdin.as_bytes()));
+    let output = child.wait_with_output().expect("audit-archiver runs");
+    match writer.join().expect("the stdin writer") {
+        // Exited before reading it all (a refused flag): the output says why.
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            panic!("cannot write stdin: {error}")
+        }
+        _ => output,
+    }
+}
+
 /// Reads a child's pipe to the end on a thread of its own.
 pub fn collect_pipe(pipe: Option<impl std::io::Read + Send + 'static>) -> JoinHandle<Vec<u8>> {
     std::thread::spawn(move || {

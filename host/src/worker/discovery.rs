@@ -28,10 +28,14 @@ use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 use tokio::task::{Id, JoinError, JoinSet};
 
-use crate::health::{PolledQueues, QueueHealth};
-use crate::pipeline::{stopped, ArchiveStore, QueueRef};
-use crate::sqs::{QueueError, SqsSource};
-use crate::worker::{BatchRouter, Left, MessageSource, QueueEnd, QueueWorker, Shared};
+use super::{Left, QueueEnd, QueueWorker, Shared};
+use crate::observe::health::{PolledQueues, QueueHealth};
+use crate::route::BatchRouter;
+use crate::settle::MessageQueue;
+use crate::shutdown::stopped;
+use crate::source::sqs::{QueueError, SqsSource};
+use crate::source::{MessageSource, QueueRef};
+use crate::store::ArchiveStore;
 
 /// What one listing changes in the polled set.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -108,7 +112,9 @@ pub struct Fleet<Src, St, R> {
     left: Left,
 }
 
-impl<Src: MessageSource, St: ArchiveStore + 'static, R: BatchRouter> Fleet<Src, St, R> {
+impl<Src: MessageSource + MessageQueue, St: ArchiveStore + 'static, R: BatchRouter>
+    Fleet<Src, St, R>
+{
     /// An empty fleet: its workers share `shared`, stop on `shutdown`, and
     /// are reported in `reported`.
     pub fn new(

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::aws::FailureKind;
-use crate::pipeline::QueueRef;
+use crate::source::{Depth, QueueRef};
 
 /// How often a problem that persists is logged again.
 pub const REMIND_EVERY: Duration = Duration::from_secs(300);
@@ -48,25 +48,6 @@ impl Action {
             Self::ChangeVisibility => format!("sqs:ChangeMessageVisibility on {queue_arn}"),
             Self::Put => format!("s3:PutObject on arn:aws:s3:::{bucket}/*"),
         }
-    }
-}
-
-/// A queue's message counts, as `GetQueueAttributes` reports them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Depth {
-    /// `ApproximateNumberOfMessages`: available to receive (in a FIFO queue,
-    /// also those held behind a locked message group).
-    pub visible: u64,
-    /// `ApproximateNumberOfMessagesNotVisible`: received, not yet deleted.
-    pub in_flight: u64,
-    /// `ApproximateNumberOfMessagesDelayed`.
-    pub delayed: u64,
-}
-
-impl Depth {
-    /// Every message the queue holds.
-    pub fn total(&self) -> u64 {
-        self.visible + self.in_flight + self.delayed
     }
 }
 

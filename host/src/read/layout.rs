@@ -466,8 +466,8 @@ mod tests {
     /// must be the day prefix of every preset.
     #[test]
     fn athena_projection_matches_the_presets() {
-        let docs = include_str!("../../docs/querying.md");
-        let template = include_str!("../../deploy/cloudformation.yaml");
+        let docs = include_str!("../../../docs/querying.md");
+        let template = include_str!("../../../deploy/cloudformation.yaml");
         let value_after = |text: &str, name: &str| -> String {
             let at = text
                 .find(name)

@@ -90,15 +90,20 @@ pub struct ClientSettings {
     pub page_size: u32,
 }
 
+impl ClientSettings {
+    /// The API's documented pace and limits (`config/defaults.rs` quotes
+    /// them): 10 requests a second, 500 records a page, tokens that live 600 s.
+    pub const DEFAULT: Self = Self {
+        requests_per_sec: 10.0,
+        max_attempts: 8,
+        token_renew_after: Duration::from_secs(480),
+        page_size: 500,
+    };
+}
+
 impl Default for ClientSettings {
     fn default() -> Self {
-        use crate::config::defaults;
-        Self {
-            requests_per_sec: defaults::API_REQUESTS_PER_SEC,
-            max_attempts: defaults::API_MAX_ATTEMPTS,
-            token_renew_after: Duration::from_secs(defaults::API_TOKEN_RENEW_SECS),
-            page_size: defaults::PAGE_SIZE,
-        }
+        Self::DEFAULT
     }
 }
 

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use aws_sdk_s3::types::{ChecksumMode, ObjectLockEnabled};
 
 use crate::aws::{describe, http_status};
-use crate::s3::BucketError;
+use crate::store::s3::BucketError;
 
 /// A read failed.
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +117,16 @@ impl ArchiveReader {
         }
     }
 
+    /// The same bucket as `archive`, read-only, with the same expected owner.
+    pub fn of(archive: &crate::store::s3::S3Archive) -> Self {
+        let (client, bucket, owner) = archive.parts();
+        Self::new(
+            client.clone(),
+            bucket.to_string(),
+            owner.map(str::to_string),
+        )
+    }
+
     /// The bucket name.
     pub fn bucket(&self) -> &str {
         &self.bucket
@@ -139,7 +149,7 @@ impl ArchiveReader {
 
     /// Checks that the bucket exists and can be listed.
     pub async fn check_bucket(&self) -> Result<(), BucketError> {
-        crate::s3::check_bucket(
+        crate::store::s3::check_bucket(
             &self.client,
             &self.bucket,
             self.expected_bucket_owner.clone(),

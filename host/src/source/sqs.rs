@@ -1,20 +1,16 @@
-//! The SQS source: the only module that calls SQS. Resolves queues at
-//! start-up and lists them (`--queue-prefix`, at start-up and again every
-//! `--discovery-interval-secs`), long-polls them, and deletes or changes the visibility
-//! of deliveries in batches.
+//! The SQS source. Resolves queues at start-up and lists them
+//! (`--queue-prefix`, at start-up and again every `--discovery-interval-secs`),
+//! long-polls them and reads their depth. Deleting and releasing deliveries
+//! is the settle stage's (`settle/sqs.rs`), on the same client.
 
 use std::collections::HashMap;
 
-use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_sqs::types::{
-    BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry,
-    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
-};
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 
-use crate::aws::{classify, describe, is_denied, is_gone, FailureKind};
-use crate::health::Depth;
-use crate::pipeline::{MessageQueue, QueueFailure, QueueRef, ReceivedMessage};
-use crate::worker::{MessageSource, ReceiveError};
+use super::{Delivery, Depth, MessageSource, QueueRef, ReceiveError, ReceivedMessage};
+use aws_sdk_sqs::error::ProvideErrorMetadata;
+
+use crate::aws::{classify, describe, is_gone};
 
 /// SQS limits a batch call to ten entries.
 pub const MAX_BATCH: usize = 10;
@@ -45,6 +41,11 @@ pub enum QueueError {
 }
 
 impl SqsSource {
+    /// The client, for the settle stage's calls on the same queues.
+    pub(crate) fn client(&self) -> &aws_sdk_sqs::Client {
+        &self.client
+    }
+
     /// A source using `client`.
     pub fn new(client: aws_sdk_sqs::Client) -> Self {
         Self { client }
@@ -167,7 +168,7 @@ impl MessageSource for SqsSource {
         max: usize,
         wait_secs: i32,
         visibility_secs: i32,
-    ) -> Result<Vec<ReceivedMessage>, ReceiveError> {
+    ) -> Result<Vec<Delivery>, ReceiveError> {
         let out = self
             .client
             .receive_message()
@@ -193,17 +194,19 @@ impl MessageSource for SqsSource {
                 let millis = |name: MessageSystemAttributeName| {
                     attributes.get(&name).and_then(|v| v.parse::<u64>().ok())
                 };
-                Some(ReceivedMessage {
-                    message_id: m.message_id()?.to_string(),
+                Some(Delivery {
                     receipt_handle: m.receipt_handle()?.to_string(),
-                    body: m.body().unwrap_or_default().to_string(),
-                    first_receive_ms: millis(
-                        MessageSystemAttributeName::ApproximateFirstReceiveTimestamp,
-                    ),
-                    sent_ms: millis(MessageSystemAttributeName::SentTimestamp),
-                    group_id: attributes
-                        .get(&MessageSystemAttributeName::MessageGroupId)
-                        .cloned(),
+                    message: ReceivedMessage {
+                        message_id: m.message_id()?.to_string(),
+                        body: m.body().unwrap_or_default().to_string(),
+                        first_receive_ms: millis(
+                            MessageSystemAttributeName::ApproximateFirstReceiveTimestamp,
+                        ),
+                        sent_ms: millis(MessageSystemAttributeName::SentTimestamp),
+                        group_id: attributes
+                            .get(&MessageSystemAttributeName::MessageGroupId)
+                            .cloned(),
+                    },
                 })
             })
             .collect())
@@ -238,139 +241,5 @@ impl MessageSource for SqsSource {
             in_flight: count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
             delayed: count(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
         })
-    }
-}
-
-impl MessageQueue for SqsSource {
-    async fn delete(&self, queue: &QueueRef, receipts: &[String]) -> Vec<QueueFailure> {
-        in_batches(receipts, |chunk| {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, receipt)| {
-                    DeleteMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(receipt)
-                        .build()
-                        .expect("id and receipt handle are set")
-                })
-                .collect();
-            self.client
-                .delete_message_batch()
-                .queue_url(&queue.url)
-                .set_entries(Some(entries))
-                .send()
-        })
-        .await
-    }
-
-    async fn set_visibility(
-        &self,
-        queue: &QueueRef,
-        receipts: &[String],
-        seconds: i32,
-    ) -> Vec<QueueFailure> {
-        in_batches(receipts, |chunk| {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, receipt)| {
-                    ChangeMessageVisibilityBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(receipt)
-                        .visibility_timeout(seconds)
-                        .build()
-                        .expect("id and receipt handle are set")
-                })
-                .collect();
-            self.client
-                .change_message_visibility_batch()
-                .queue_url(&queue.url)
-                .set_entries(Some(entries))
-                .send()
-        })
-        .await
-    }
-}
-
-/// Runs a batch call (delete or visibility) over `receipts`, [`MAX_BATCH`]
-/// at a time (`call` gets each chunk; an entry's id is its index in the
-/// chunk), and gives the entries it could not do.
-async fn in_batches<O, E, Call>(
-    receipts: &[String],
-    mut call: impl FnMut(&[String]) -> Call,
-) -> Vec<QueueFailure>
-where
-    O: BatchFailures,
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    Call: std::future::Future<
-        Output = Result<O, SdkError<E, aws_sdk_sqs::config::http::HttpResponse>>,
-    >,
-{
-    let mut failures = Vec::new();
-    for chunk in receipts.chunks(MAX_BATCH) {
-        collect_failures(chunk, call(chunk).await, &mut failures);
-    }
-    failures
-}
-
-/// The entries a batch call (delete or visibility) could not do: all of
-/// them when the call failed, else those it lists as failed.
-fn collect_failures<O: BatchFailures, E: ProvideErrorMetadata + std::error::Error + 'static>(
-    chunk: &[String],
-    result: Result<O, SdkError<E, aws_sdk_sqs::config::http::HttpResponse>>,
-    failures: &mut Vec<QueueFailure>,
-) {
-    match result {
-        Ok(out) => failures.extend(out.failed_entries().iter().filter_map(|entry| {
-            let receipt = chunk.get(entry.id().parse::<usize>().ok()?)?;
-            let code = entry.code();
-            Some(QueueFailure {
-                receipt: receipt.clone(),
-                kind: entry_failure_kind(code, entry.sender_fault()),
-                detail: format!("{code}: {}", entry.message().unwrap_or("")),
-            })
-        })),
-        Err(error) => {
-            let (kind, detail) = (classify(&error), describe(&error));
-            failures.extend(chunk.iter().map(|receipt| QueueFailure {
-                receipt: receipt.clone(),
-                kind,
-                detail: detail.clone(),
-            }));
-        }
-    }
-}
-
-/// A failed entry of a batch call: the sender's fault (an invalid or expired
-/// receipt handle, a denied key) is permanent; SQS's own is transient.
-fn entry_failure_kind(code: &str, sender_fault: bool) -> FailureKind {
-    if is_denied(None, Some(code)) {
-        FailureKind::Denied
-    } else if sender_fault {
-        FailureKind::Permanent
-    } else {
-        FailureKind::Transient
-    }
-}
-
-/// The failed entries of an SQS batch response (delete or visibility),
-/// which both calls report the same way.
-trait BatchFailures {
-    /// Each failed entry.
-    fn failed_entries(&self) -> &[BatchResultErrorEntry];
-}
-
-impl BatchFailures for aws_sdk_sqs::operation::delete_message_batch::DeleteMessageBatchOutput {
-    fn failed_entries(&self) -> &[BatchResultErrorEntry] {
-        self.failed()
-    }
-}
-
-impl BatchFailures
-    for aws_sdk_sqs::operation::change_message_visibility_batch::ChangeMessageVisibilityBatchOutput
-{
-    fn failed_entries(&self) -> &[BatchResultErrorEntry] {
-        self.failed()
     }
 }

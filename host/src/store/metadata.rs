@@ -1,5 +1,5 @@
 //! The names of the S3 user metadata the archive carries, written once: the
-//! writers (`pipeline`, `s3`, `backfill`, the sealer) set them and the
+//! writers (the store stage, `s3`, `backfill`, the sealer) set them and the
 //! readers (`verify`, `query`, the digest validator) look them up by the same
 //! constants. S3 returns them lower-case and without `x-amz-meta-`, as written
 //! here. They are part of the archive's format: a stored object keeps them

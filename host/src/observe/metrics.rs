@@ -17,7 +17,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
 use tokio::net::TcpListener;
 
-use crate::health::PolledQueues;
+use crate::observe::health::PolledQueues;
 
 /// Declares every counter once: its name (the field of [`Counters`] and
 /// [`Snapshot`], the key of the summary and the log line, and
@@ -114,7 +114,7 @@ fn answer<B>(
     let (status, content_type, body) =
         if request.method() == Method::GET && request.uri().path() == "/metrics" {
             let mut body = counters.snapshot().prometheus();
-            body.push_str(&crate::health::prometheus(queues));
+            body.push_str(&crate::observe::health::prometheus(queues));
             (StatusCode::OK, Some("text/plain; version=0.0.4"), body)
         } else {
             (StatusCode::NOT_FOUND, None, String::new())
@@ -175,7 +175,7 @@ mod tests {
     use tokio::net::TcpStream;
 
     use super::*;
-    use crate::pipeline::QueueRef;
+    use crate::source::QueueRef;
 
     /// A served endpoint with some counts and one queue.
     async fn endpoint() -> SocketAddr {
@@ -191,7 +191,7 @@ mod tests {
             fifo: false,
         };
         let queues = PolledQueues::default();
-        queues.insert(crate::health::QueueHealth::new(&queue, "b"));
+        queues.insert(crate::observe::health::QueueHealth::new(&queue, "b"));
         tokio::spawn(serve(listener, counters, queues));
         addr
     }

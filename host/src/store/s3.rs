@@ -12,7 +12,7 @@ use aws_smithy_types::DateTime;
 use sha2::{Digest, Sha256};
 
 use crate::aws::{classify, describe, http_status};
-use crate::pipeline::{ArchiveObject, ArchiveStore, PutOutcome, StoreError};
+use crate::store::{ArchiveObject, ArchiveStore, PutOutcome, StoreError};
 
 /// Object settings applied to every PUT.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -36,8 +36,15 @@ pub struct S3Archive {
     client: aws_sdk_s3::Client,
     bucket: String,
     options: ObjectOptions,
-    /// Records every object stored, for the sealer, when sealing is on.
-    manifest: Option<std::sync::Arc<crate::seal::manifest::Recorder>>,
+    /// Told of every object stored, for the sealer, when sealing is on.
+    recorder: Option<std::sync::Arc<dyn StoredObjects>>,
+}
+
+/// Told of every object an archive creates (the sealer's manifest,
+/// `seal/manifest.rs`): the store stage knows nothing of digests.
+pub trait StoredObjects: Send + Sync + std::fmt::Debug {
+    /// `key` was created with `body`, whose SHA-256 is `sha256`, at `now_ms`.
+    fn stored(&self, key: &str, body: &[u8], sha256: &[u8], now_ms: i64);
 }
 
 /// The bucket cannot be used.
@@ -93,21 +100,22 @@ impl S3Archive {
             client,
             bucket,
             options,
-            manifest: None,
+            recorder: None,
         }
     }
 
-    /// Records every object this archive stores into `recorder`.
-    pub fn record_into(&mut self, recorder: std::sync::Arc<crate::seal::manifest::Recorder>) {
-        self.manifest = Some(recorder);
+    /// Tells `recorder` of every object this archive stores.
+    pub fn record_into(&mut self, recorder: std::sync::Arc<dyn StoredObjects>) {
+        self.recorder = Some(recorder);
     }
 
-    /// The same bucket, read-only, with the same expected owner.
-    pub fn reader(&self) -> crate::archive_read::ArchiveReader {
-        crate::archive_read::ArchiveReader::new(
-            self.client.clone(),
-            self.bucket.clone(),
-            self.options.expected_bucket_owner.clone(),
+    /// The client, the bucket and its expected owner, for a reader of the
+    /// same bucket ([`crate::read::reader::ArchiveReader::of`]).
+    pub fn parts(&self) -> (&aws_sdk_s3::Client, &str, Option<&str>) {
+        (
+            &self.client,
+            &self.bucket,
+            self.options.expected_bucket_owner.as_deref(),
         )
     }
 
@@ -259,15 +267,15 @@ impl ArchiveStore for S3Archive {
         let sha256 = Sha256::digest(body);
         let mut request = self
             .conditional_put(&object.key, body.to_vec(), &sha256)
-            .metadata(crate::metadata::MESSAGE_ID, object.message_id);
+            .metadata(crate::store::metadata::MESSAGE_ID, object.message_id);
         for (name, value) in &object.metadata {
             request = request.metadata(*name, value);
         }
         let request = self.with_retention(request);
         let outcome = self.send_conditional(request, &object.key).await?;
-        if let (PutOutcome::Created, Some(manifest)) = (&outcome, &self.manifest) {
+        if let (PutOutcome::Created, Some(recorder)) = (&outcome, &self.recorder) {
             let now = chrono::Utc::now().timestamp_millis();
-            manifest.record(&object.key, body, crate::seal::digest::hex(&sha256), now);
+            recorder.stored(&object.key, body, &sha256, now);
         }
         Ok(outcome)
     }
@@ -284,7 +292,7 @@ impl ArchiveStore for S3Archive {
         match result {
             Ok(head) => Ok(head
                 .metadata()
-                .and_then(|m| m.get(crate::metadata::MESSAGE_ID))
+                .and_then(|m| m.get(crate::store::metadata::MESSAGE_ID))
                 .cloned()),
             Err(error) if http_status(&error) == Some(404) => Ok(None),
             Err(error) => Err(self.failure("HeadObject", key, &error)),
