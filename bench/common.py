@@ -22,6 +22,8 @@ from botocore.config import Config
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release", "audit-archiver")
 BARE = os.path.join(ROOT, "target", "release", "examples", "bare_loop")
+# The host built with the system allocator (bench/endpoint.sh builds it).
+BIN_SYSTEM_ALLOC = os.path.join(ROOT, "target", "release", "audit-archiver-system-alloc")
 POLLER = os.path.join(ROOT, "bench", "boto3_poller.py")
 MOTO = os.path.join(ROOT, ".venv", "bin", "moto_server")
 TIME = "/usr/bin/time"
@@ -176,15 +178,17 @@ class Moto(ArchiveServer):
 
 def drainer_command(side, endpoint, urls, concurrency, cache_dir):
     """The command line of one drainer against `endpoint`, bucket `archive`:
-    host (`run --drain`), host-daemon (`run`), bare (the bare SDK loop) or
+    host (`run --drain`), host-system-alloc (the same, built with the
+    system allocator), host-daemon (`run`), bare (the bare SDK loop) or
     boto3 (the reference design as a poller)."""
-    if side in ("host", "host-daemon"):
+    if side in ("host", "host-daemon", "host-system-alloc"):
         # The product's defaults (long-poll wait included), but the bench's
         # concurrency and a private compile cache.
-        cmd = [BIN, "run", "--bucket", "archive", "--endpoint-url", endpoint,
+        binary = BIN_SYSTEM_ALLOC if side == "host-system-alloc" else BIN
+        cmd = [binary, "run", "--bucket", "archive", "--endpoint-url", endpoint,
                "--region", REGION, "--concurrency", str(concurrency),
                "--stats-interval-secs", "0", "--cache-dir", cache_dir]
-        if side == "host":
+        if side in ("host", "host-system-alloc"):
             cmd.append("--drain")
     elif side == "bare":
         cmd = [BARE, "--endpoint-url", endpoint, "--bucket", "archive",

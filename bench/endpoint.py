@@ -8,6 +8,7 @@ drainers wait and their difference drowns in its noise. This runs them against
 HTTP/1.1, a few µs per call) instead, interleaved:
 
   host   audit-archiver run --drain (the product, default settings; warm compile cache)
+  host-system-alloc   the same host built with the system allocator instead of mimalloc
   bare   host/examples/bare_loop.rs: the same SDK calls, no component (ceiling)
 
 Every run gets a fresh endpoint on a free loopback port, a bucket and
@@ -117,7 +118,7 @@ def main():
     if args.quick:
         args.messages, args.tenants, args.repeat, args.shape = 200, 2, 1, "mixed"
     cache_dir = private_cache_dir()
-    sides = ["host", "bare"]
+    sides = ["host", "host-system-alloc", "bare"]
     # Warm the compile cache (and the page cache) once, unmeasured.
     run("host", 10, 1, "standard", args.concurrency, args.threads, cache_dir)
     rows = []
@@ -145,7 +146,7 @@ def main():
             "endpoint CPU %": median_of(mine, "endpoint_cpu_pct"),
             "endpoint µs/msg": median_of(mine, "endpoint_us_per_msg"),
         })
-    bare = summary[1]
+    bare = next(s for s in summary if s["side"] == "bare")
     for s in summary:
         for key in ["CPU µs/msg", "marginal CPU µs/msg"]:
             s[f"{key.split(' µs')[0]} vs bare"] = ratio(s[key], bare[key])

@@ -10,6 +10,11 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 # One build for all three: the same feature set as `cargo build --workspace
 # --all-targets`, so nothing is compiled twice.
+# The host with the system allocator too (`--no-default-features`: no
+# mimalloc), kept beside the product's binary; built first, so the last build
+# leaves the product's own binary in place.
+cargo build --release -p audit-archiver --no-default-features --bin audit-archiver
+cp target/release/audit-archiver target/release/audit-archiver-system-alloc
 cargo build --release -p audit-archiver -p bench-endpoint \
     --bin audit-archiver --bin bench-endpoint --example bare_loop
 exec .venv/bin/python bench/endpoint.py "$@"

@@ -4,6 +4,12 @@
 
 use std::process::ExitCode;
 
+/// The AWS SDK allocates and frees dozens of small buffers per request;
+/// mimalloc's per-thread free lists make those cheap (BENCHMARKS.md, section 3).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     // Lambda starts a custom runtime's `bootstrap` with no arguments.
