@@ -238,9 +238,12 @@ async fn a_refused_delete_fails_the_drain_names_the_permission_and_loses_nothing
             value("audit_archiver_queue_delete_failures_total{"),
         )
     };
+    // The drain's undeleted messages stay hidden for its visibility timeout
+    // (60 s) and hold their FIFO group: the daemon's first delete may come
+    // only after that, so the wait must outlast it.
     kit::wait_for(
         "the queue reported down",
-        Duration::from_secs(60),
+        Duration::from_secs(120),
         || async { metrics().await.0 == Some(0) },
     )
     .await;
