@@ -7,6 +7,7 @@ The scripts import it as `common` (Python puts a script's own directory, bench/,
 first on sys.path), so it works however they are run: bench/X.sh, or
 `.venv/bin/python bench/X.py` from the repository root.
 """
+import glob
 import json
 import os
 import socket
@@ -64,6 +65,21 @@ def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def switches(pid):
+    """{thread name: voluntary + involuntary context switches}."""
+    counts = {}
+    for task in glob.glob(f"/proc/{pid}/task/*"):
+        try:
+            with open(f"{task}/comm") as f:
+                name = f.read().strip()
+            with open(f"{task}/status") as f:
+                total = sum(int(line.split()[1]) for line in f if "ctxt_switches" in line)
+        except FileNotFoundError:
+            continue  # the thread ended
+        counts[name] = counts.get(name, 0) + total
+    return counts
 
 
 def audit_record(n):

@@ -31,12 +31,17 @@ import os
 import subprocess
 import tempfile
 import time
+import urllib.request
 
 from botocore.config import Config
 from common import (ENV, ROOT, ArchiveServer, aws_client, cpu_seconds, drainer_command,
                     median_of, private_cache_dir, ratio, table)
 
 ENDPOINT = os.path.join(ROOT, "target", "release", "bench-endpoint")
+
+
+# What the bench itself sends to set a run up.
+LOADER_REQUESTS = {"CreateBucket", "CreateQueue", "SendMessageBatch"}
 
 
 class Endpoint(ArchiveServer):
@@ -57,6 +62,16 @@ class Endpoint(ArchiveServer):
         config = Config(retries={"max_attempts": 1})
         self.sqs = aws_client("sqs", self.url, config)
         self.s3 = aws_client("s3", self.url, config)
+
+    def stats(self):
+        """What the endpoint has seen (`GET /_bench/stats`): `requests` by
+        operation, and `stored_ms`, send → stored of every archived object."""
+        with urllib.request.urlopen(f"{self.url}/_bench/stats") as response:
+            return json.load(response)
+
+    def requests(self):
+        """Every request so far, by operation."""
+        return self.stats()["requests"]
 
 
 def run(side, messages, tenants, shape, concurrency, threads, cache_dir, perf=None):
@@ -79,6 +94,7 @@ def run(side, messages, tenants, shape, concurrency, threads, cache_dir, perf=No
             if proc.returncode != 0:
                 err.seek(0)
                 raise SystemExit(f"{side} failed ({proc.returncode}):\n{err.read().decode()[-3000:]}")
+        requests = endpoint.requests()
         left, stored = endpoint.depth(urls), endpoint.objects()
         if left != 0 or stored != messages:
             raise SystemExit(f"{side}: {left} messages left, {stored} objects of {messages}")
@@ -97,6 +113,10 @@ def run(side, messages, tenants, shape, concurrency, threads, cache_dir, perf=No
         "drainer_cpu_pct": round(100 * cpu / wall, 1),
         "endpoint_cpu_pct": round(100 * endpoint_cpu / wall, 1),
         "endpoint_us_per_msg": round(endpoint_cpu / messages * 1e6, 1) if messages else None,
+        # The drainer's requests per message, as the endpoint counted them
+        # (the loader's CreateBucket, CreateQueue and SendMessageBatch left out).
+        "requests_per_msg": {k: round(v / messages, 3) for k, v in requests.items()
+                             if k not in LOADER_REQUESTS} if messages else None,
     }
 
 

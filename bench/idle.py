@@ -15,28 +15,12 @@ per-thread counts say which thread wakes the process.
   .venv/bin/python bench/idle.py --bin OLD --bin target/release/audit-archiver
 """
 import argparse
-import glob
 import signal
 import subprocess
 import tempfile
 import time
 
-from common import BIN, ENV, Moto, cpu_seconds
-
-
-def switches(pid):
-    """{thread name: voluntary + involuntary context switches}."""
-    counts = {}
-    for task in glob.glob(f"/proc/{pid}/task/*"):
-        try:
-            with open(f"{task}/comm") as f:
-                name = f.read().strip()
-            with open(f"{task}/status") as f:
-                total = sum(int(line.split()[1]) for line in f if "ctxt_switches" in line)
-        except FileNotFoundError:
-            continue  # the thread ended
-        counts[name] = counts.get(name, 0) + total
-    return counts
+from common import BIN, ENV, Moto, cpu_seconds, switches
 
 
 def measure(binary, queues, warmup, seconds):

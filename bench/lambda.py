@@ -13,6 +13,11 @@ POST /2018-06-01/runtime/init/error.
 
 Measured per function:
   init     process start -> its first GET .../invocation/next, median of --cold runs
+           with the files in the page cache (every start after the first)
+  init, cold page cache
+           the same after `echo 3 > /proc/sys/vm/drop_caches` before each start
+           (root only; --no-drop-caches skips it): what a new execution
+           environment pays, whose package is read from its own storage
   warm     event submitted -> response received, one batch of 10 SQS records
            (real messages received from moto), median of --batches
   cpu      user+sys CPU of the function process per record over the warm batches
@@ -129,6 +134,13 @@ def peak_rss_mib(pid):
     return float("nan")
 
 
+def drop_page_cache():
+    """Empties the page cache, so the next start reads its files from disk."""
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
 def function_command(kind, workdir):
     if kind == "python":
         return [PYTHON, "-m", "awslambdaric", "lambda_reference.handler"], os.path.join(ROOT, "bench")
@@ -166,10 +178,16 @@ def start(kind, workdir, endpoint, bucket):
 def measure(kind, workdir, endpoint, sqs, s3, queue_url, arn, args):
     bucket = "bench-%s-%s" % (kind.replace("_", "-"), uuid.uuid4().hex[:8])
     s3.create_bucket(Bucket=bucket)
-    inits = []
+    inits, cold_cache_inits = [], []
     for _ in range(args.cold):
         process, _, init_ms = start(kind, workdir, endpoint, bucket)
         inits.append(init_ms)
+        process.kill()
+        process.wait()
+    for _ in range(args.cold if args.drop_caches else 0):
+        drop_page_cache()
+        process, _, init_ms = start(kind, workdir, endpoint, bucket)
+        cold_cache_inits.append(init_ms)
         process.kill()
         process.wait()
     process, api, _ = start(kind, workdir, endpoint, bucket)
@@ -209,6 +227,9 @@ def measure(kind, workdir, endpoint, sqs, s3, queue_url, arn, args):
         "function": kind,
         "init_ms_median": round(statistics.median(inits), 1),
         "init_ms_all": [round(x, 1) for x in inits],
+        "init_ms_cold_cache_median": (round(statistics.median(cold_cache_inits), 1)
+                                      if cold_cache_inits else None),
+        "init_ms_cold_cache_all": [round(x, 1) for x in cold_cache_inits],
         "warm_batch_ms_median": round(statistics.median(warm), 2),
         "cpu_ms_per_record": round(cpu * 1000 / (args.batches * 10), 3),
         "peak_rss_mib": round(rss, 1),
@@ -219,10 +240,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cold", type=int, default=9, help="cold starts per function")
     parser.add_argument("--batches", type=int, default=100, help="warm batches of 10 per function")
+    parser.add_argument("--no-drop-caches", dest="drop_caches", action="store_false",
+                        help="skip the cold page cache starts (they need root)")
     parser.add_argument("--quick", action="store_true", help="one tiny run of each (smoke)")
     args = parser.parse_args()
     if args.quick:
-        args.cold, args.batches = 1, 1
+        args.cold, args.batches, args.drop_caches = 1, 1, False
+    if args.drop_caches and not os.access("/proc/sys/vm/drop_caches", os.W_OK):
+        sys.exit("dropping the page cache needs root: run as root or pass --no-drop-caches")
     if not os.path.exists(os.path.join(PACKAGE, "bootstrap")):
         sys.exit("run scripts/package-lambda.sh first")
 
@@ -246,6 +271,9 @@ def main():
         "warm_batch_python_over_rust": ratio(python["warm_batch_ms_median"], rust["warm_batch_ms_median"]),
         "cpu_per_record_python_over_rust": ratio(python["cpu_ms_per_record"], rust["cpu_ms_per_record"], 1),
         "init_python_over_rust": ratio(python["init_ms_median"], rust["init_ms_median"], 1),
+        "init_cold_cache_python_over_rust": (
+            ratio(python["init_ms_cold_cache_median"], rust["init_ms_cold_cache_median"], 1)
+            if args.drop_caches else None),
     }))
 
 

@@ -47,6 +47,7 @@ step "benchmarks build and run one tiny iteration (not timed: numbers are in BEN
 cargo bench -p audit-archiver --bench component --quiet -- --test
 bench/e2e.sh --quick
 bench/endpoint.sh --quick
+.venv/bin/python bench/queues.py --quick
 bench/readback.sh --quick
 bench/digests.sh --quick
 scripts/package-lambda.sh --no-build

@@ -13,9 +13,16 @@
 //!     bench-endpoint [--port N] [--threads N]
 //!
 //! prints `listening on http://127.0.0.1:PORT` once it accepts connections.
+//!
+//! `GET /_bench/stats` (a path no bucket can have: bucket names start with a
+//! letter or digit) answers what the endpoint has seen, for the bench to read
+//! instead of guessing: the requests by operation, and for every archived
+//! object the time from its message's `SendMessage` to its PUT (ms, from the
+//! `x-amz-meta-sqs-sent-ms` the host writes, on the endpoint's own clock).
 
 mod s3;
 mod sqs;
+mod stats;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -78,6 +85,7 @@ fn parse_args() -> Result<Args, UsageError> {
 struct Endpoint {
     sqs: sqs::Sqs,
     s3: s3::S3,
+    stats: stats::Stats,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -110,6 +118,7 @@ async fn serve(port: u16) -> anyhow::Result<()> {
     let endpoint = Arc::new(Endpoint {
         sqs: sqs::Sqs::new(&base_url),
         s3: s3::S3::default(),
+        stats: stats::Stats::default(),
     });
     println!("listening on {base_url}");
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -159,8 +168,12 @@ fn is_connection_error(error: &std::io::Error) -> bool {
     )
 }
 
-/// SQS requests name their action in `X-Amz-Target`; everything else is S3.
+/// SQS requests name their action in `X-Amz-Target`; everything else is S3,
+/// but for the bench's own `/_bench/stats`.
 async fn handle(endpoint: &Endpoint, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    if request.uri().path() == stats::PATH {
+        return endpoint.stats.response();
+    }
     let action = request
         .headers()
         .get("x-amz-target")
@@ -168,10 +181,24 @@ async fn handle(endpoint: &Endpoint, request: Request<Incoming>) -> Response<Ful
         .and_then(|v| v.strip_prefix("AmazonSQS."))
         .map(str::to_string);
     match action {
-        Some(action) => match request.into_body().collect().await {
-            Ok(body) => endpoint.sqs.handle(&action, &body.to_bytes()).await,
-            Err(_) => sqs::bad_request("the request body could not be read"),
-        },
-        None => endpoint.s3.handle(request).await,
+        Some(action) => {
+            endpoint.stats.count(&action);
+            match request.into_body().collect().await {
+                Ok(body) => endpoint.sqs.handle(&action, &body.to_bytes()).await,
+                Err(_) => sqs::bad_request("the request body could not be read"),
+            }
+        }
+        None => {
+            let operation = stats::s3_operation(&request);
+            endpoint.stats.count(operation);
+            let sent_ms = stats::sent_ms(&request);
+            let response = endpoint.s3.handle(request).await;
+            if operation == "PutObject" && response.status().is_success() {
+                if let Some(sent_ms) = sent_ms {
+                    endpoint.stats.stored(sent_ms);
+                }
+            }
+            response
+        }
     }
 }

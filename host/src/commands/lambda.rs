@@ -140,7 +140,18 @@ impl Function {
                 ComponentError::Settings(e) => crate::config::settings_error_message(&e),
                 other => format!("invalid --precompiled: {other}"),
             }),
-            None => load_component(&config.routing).map_err(|e| e.to_string()),
+            None => {
+                if config.routing.component.is_none() {
+                    // Not an error (the function works), but every cold
+                    // start pays Cranelift's ~100 ms: say how to avoid it.
+                    tracing::warn!(
+                        "no {} in $LAMBDA_TASK_ROOT or beside the executable: compiling the \
+                         component at init; package with scripts/package-lambda.sh",
+                        crate::config::PRECOMPILED_FILE
+                    );
+                }
+                load_component(&config.routing).map_err(|e| e.to_string())
+            }
         }
         .map_err(|message| name_env(crate::config::ConfigError(message)).0)?;
         let router = component.instance().map_err(|e| e.to_string())?;

@@ -64,8 +64,8 @@ pub struct LambdaArgs {
     pub deadline_margin_ms: Option<u64>,
 
     /// The precompiled component (written by --precompile-to). [default:
-    /// router.cwasm in $LAMBDA_TASK_ROOT (else beside the executable) if
-    /// present, else the component is compiled at init]
+    /// router.cwasm in $LAMBDA_TASK_ROOT, else beside the executable, if
+    /// present; else the component is compiled at init, with a warning]
     #[arg(long, env = "AUDIT_ARCHIVER_PRECOMPILED", value_name = "PATH")]
     pub precompiled: Option<PathBuf>,
 
@@ -166,12 +166,19 @@ impl LambdaArgs {
             }
             Some(path) => Some(path),
             None if component_given => None,
-            // Lambda unpacks the zip in LAMBDA_TASK_ROOT (/var/task).
-            None => std::env::var_os("LAMBDA_TASK_ROOT")
-                .map(PathBuf::from)
-                .or_else(|| Some(std::env::current_exe().ok()?.parent()?.to_path_buf()))
-                .map(|dir| dir.join(PRECOMPILED_FILE))
-                .filter(|path| path.is_file()),
+            // Lambda unpacks the zip in LAMBDA_TASK_ROOT (/var/task); an
+            // emulator may set that to a directory without the package, so
+            // the executable's own directory is looked in too.
+            None => [
+                std::env::var_os("LAMBDA_TASK_ROOT").map(PathBuf::from),
+                std::env::current_exe()
+                    .ok()
+                    .and_then(|exe| Some(exe.parent()?.to_path_buf())),
+            ]
+            .into_iter()
+            .flatten()
+            .map(|dir| dir.join(PRECOMPILED_FILE))
+            .find(|path| path.is_file()),
         };
         Ok(LambdaConfig {
             routing,

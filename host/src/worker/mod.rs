@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -88,6 +88,15 @@ pub struct Shared<Src, St> {
     pub permits: Arc<Semaphore>,
     /// How to receive.
     pub settings: WorkerSettings,
+}
+
+/// Permits to store `messages` at once, shared with every queue's batches.
+async fn reserve(permits: &Arc<Semaphore>, messages: usize) -> OwnedSemaphorePermit {
+    permits
+        .clone()
+        .acquire_many_owned(messages as u32)
+        .await
+        .expect("the semaphore is never closed")
 }
 
 /// Receives from one queue until shutdown (or, with `--drain`, until the
@@ -222,19 +231,26 @@ where
                     }
                 }
             }
-            // Receive only what can be stored now: back-pressure from S3.
-            let permits = tokio::select! {
-                permits = self.shared.permits.clone().acquire_many_owned(self.shared.settings.batch_size as u32) => {
-                    permits.expect("the semaphore is never closed")
-                }
-                _ = stopped(&mut self.shutdown) => break,
-            };
             // A FIFO queue's groups stay locked while our own batches from it
             // settle: a long poll then waits its full time for nothing.
             let wait = if !long_poll || (self.queue.fifo && !self.batches.is_empty()) {
                 0
             } else {
                 self.shared.settings.wait_secs
+            };
+            // Receive only what can be stored now: back-pressure from S3.
+            // A long poll does not reserve: an empty one holds its
+            // reservation for its whole wait, so with `--concurrency 32`
+            // only three of hundreds of queues were polled at a time. Its
+            // batch reserves on arrival instead, and the loop receives no
+            // more until it has, so at most one batch per queue waits so.
+            let reserved = if wait == 0 {
+                tokio::select! {
+                    permits = reserve(&self.shared.permits, self.shared.settings.batch_size) => Some(permits),
+                    _ = stopped(&mut self.shutdown) => break,
+                }
+            } else {
+                None
             };
             let Some(received) = self.receive(wait).await else {
                 break;
@@ -257,7 +273,7 @@ where
                 }
             };
             if messages.is_empty() {
-                drop(permits);
+                drop(reserved);
                 last_empty = true;
                 if drain {
                     // Settle what is in flight, then read the depth.
@@ -272,6 +288,13 @@ where
             }
             last_empty = false;
             long_poll = !drain;
+            let permits = match reserved {
+                Some(permits) => permits,
+                // Not raced with the shutdown: the batches that hold the
+                // permits settle (or release) promptly then, and this batch
+                // is released by its own settle stage.
+                None => reserve(&self.shared.permits, messages.len()).await,
+            };
             let n = messages.len() as u64;
             self.shared
                 .counters

@@ -39,6 +39,19 @@ impl BatchRouter for KeyById {
     }
 }
 
+/// Batches of 10, 20-s long polls (2 s when draining).
+fn settings(drain: bool) -> WorkerSettings {
+    WorkerSettings {
+        batch_size: 10,
+        wait_secs: if drain { 2 } else { 20 },
+        visibility_secs: 10,
+        drain,
+        depth_every: None,
+        store: StoreSettings::default(),
+        settle: SettleSettings::default(),
+    }
+}
+
 struct Harness {
     source: Arc<MemoryQueue>,
     store: Arc<MemoryStore>,
@@ -66,15 +79,7 @@ fn harness(source: MemoryQueue, fifo: bool, drain: bool) -> Harness {
         store: store.clone(),
         counters: Arc::new(Counters::default()),
         permits: Arc::new(Semaphore::new(32)),
-        settings: WorkerSettings {
-            batch_size: 10,
-            wait_secs: if drain { 2 } else { 20 },
-            visibility_secs: 10,
-            drain,
-            depth_every: None,
-            store: StoreSettings::default(),
-            settle: SettleSettings::default(),
-        },
+        settings: settings(drain),
     });
     let health = QueueHealth::new(&queue, "archive");
     let (stop, shutdown) = watch::channel(false);
@@ -160,6 +165,48 @@ async fn a_fifo_group_backlog_is_not_held_up_by_long_polls() {
             *wait == 0 || *got > 0,
             "a long poll came back empty while the group had messages: {receives:?}"
         );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_long_polls_do_not_hold_the_store_permits() {
+    // Twelve idle queues and permits for three batches of ten: were the
+    // permits taken before each long poll, three queues would be polled at
+    // a time, each for 20 s, and a message on the others would wait minutes.
+    let source = Arc::new(MemoryQueue::default());
+    let shared = Arc::new(Shared {
+        source: source.clone(),
+        store: Arc::new(MemoryStore::default()),
+        counters: Arc::new(Counters::default()),
+        permits: Arc::new(Semaphore::new(32)),
+        settings: settings(false),
+    });
+    let (stop, shutdown) = watch::channel(false);
+    let started = Instant::now();
+    let mut workers = JoinSet::new();
+    for q in 0..12 {
+        let queue = QueueRef {
+            url: format!("http://sqs/q{q}"),
+            name: format!("q{q}"),
+            arn: format!("arn:aws:sqs:us-east-1:123456789012:q{q}"),
+            fifo: false,
+        };
+        let health = QueueHealth::new(&queue, "archive");
+        let worker = QueueWorker::new(shared.clone(), KeyById, queue, health, shutdown.clone());
+        workers.spawn(worker.run());
+    }
+    tokio::time::sleep(Duration::from_secs(21)).await;
+    let receives = source.receives.lock().unwrap().clone();
+    let at_once = receives.iter().filter(|r| r.0 == started).count();
+    assert_eq!(at_once, 12, "long polls begun at start: {receives:?}");
+    // A batch that arrives on such a poll reserves on arrival and is stored.
+    source.push(25, None);
+    tokio::time::sleep(Duration::from_secs(21)).await;
+    assert_eq!(source.deleted_count(), 25);
+    assert_eq!(shared.permits.available_permits(), 32);
+    stop.send(true).unwrap();
+    while let Some(end) = workers.join_next().await {
+        end.unwrap();
     }
 }
 
@@ -298,7 +345,9 @@ async fn transient_receive_failures_back_off_and_recover() {
 
 #[tokio::test(start_paused = true)]
 async fn a_retired_queue_stores_and_deletes_what_it_received_then_ends() {
-    let h = harness(MemoryQueue::with(40, None), false, false);
+    // 32 permits: three batches are being stored and a fourth waits in hand
+    // for permits when the queue is retired; the fifth is never received.
+    let h = harness(MemoryQueue::with(50, None), false, false);
     // A PUT to retry: a shutdown would release its message instead.
     *h.store.transient_failures.lock().unwrap() = 1;
     let (retire, stop_receiving) = watch::channel(false);
@@ -309,7 +358,7 @@ async fn a_retired_queue_stores_and_deletes_what_it_received_then_ends() {
     retire.send(true).unwrap();
     let end = task.await.unwrap();
     let received: usize = h.source.receives.lock().unwrap().iter().map(|r| r.2).sum();
-    assert!(received > 0 && received < 40, "{received}");
+    assert!(received > 0 && received < 50, "{received}");
     // Unlike a shutdown, nothing is released: all of it settles.
     assert_eq!(h.source.deleted_count(), received, "stored, then deleted");
     assert_eq!(h.store.objects.lock().unwrap().len(), received);

@@ -268,3 +268,65 @@ async fn a_failed_listing_keeps_polling_the_same_queues() {
     let result = audit(&moto, &bucket, &sent, std::slice::from_ref(&queue)).await;
     result.assert_perfect("failed listing");
 }
+
+/// Every queue long-polls at once, however many there are: a message sent
+/// to any of a dozen idle queues is archived within seconds. (When each
+/// long poll held its batch's store permits, `--concurrency 10` let one
+/// queue poll at a time, and the last queue's message waited for the
+/// others' 20-s polls: minutes.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_on_any_of_many_idle_queues_is_archived_at_once() {
+    let moto = Moto::start().await;
+    let bucket = moto.versioned_bucket().await;
+    let prefix = unique("many").replace('-', "");
+    let mut queues = Vec::new();
+    for q in 0..12 {
+        queues.push(
+            moto.queue(&format!("{prefix}{q:02}-prismacloud-auditlog"))
+                .await,
+        );
+    }
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut host = Host::spawn(moto.command(&[
+        "run",
+        "--bucket",
+        &bucket,
+        "--queue-prefix",
+        &prefix,
+        "--concurrency",
+        "10",
+        "--stats-interval-secs",
+        "0",
+        "--metrics-addr",
+        &addr,
+    ]));
+    wait_for(
+        "the twelve queues listed",
+        Duration::from_secs(60),
+        || async { queues_gauge(port) == Some(12) },
+    )
+    .await;
+    // The first receives find the queues empty and settle into their polls;
+    // then the queues listed last get a message each (the first six stay
+    // idle: a message behind their polls in turn would wait two minutes).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut sent = Sent::new();
+    for queue in &queues[6..] {
+        moto.send_logs(queue, 1, &mut sent).await;
+    }
+    wait_for(
+        "one message per queue archived",
+        Duration::from_secs(15),
+        || async { all_archived(&moto, &bucket, &sent).await },
+    )
+    .await;
+    host.term();
+    let output = host
+        .wait(Duration::from_secs(30))
+        .unwrap_or_else(|output| panic!("no exit after SIGTERM: {}", stderr(&output)));
+    assert!(output.status.success(), "{}", stderr(&output));
+    audit(&moto, &bucket, &sent, &queues)
+        .await
+        .assert_perfect("many idle queues");
+}

@@ -576,6 +576,16 @@ async fn a_precompiled_package_starts_without_compiling_and_archives() {
             .contains("router.cwasm"),
         "{ready}"
     );
+    assert!(!logs.contains("compiling the component at init"), "{logs}");
+
+    // No artifact where LAMBDA_TASK_ROOT says (an emulator pointing it
+    // elsewhere): the function still starts, and says why its init is slow.
+    let elsewhere = std::env::temp_dir().join(kit::unique("task-root"));
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let root = ("LAMBDA_TASK_ROOT", elsewhere.to_str().unwrap());
+    let logs = logs_once_ready(&moto, &bucket, &[root]).await;
+    assert!(logs.contains("compiling the component at init"), "{logs}");
+    let _ = std::fs::remove_dir_all(&elsewhere);
 }
 
 /// provided.al2023 ships glibc 2.34: the binary `scripts/package-lambda.sh`
