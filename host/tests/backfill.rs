@@ -9,7 +9,9 @@
 //! misbehaves on purpose: tokens expire after 3 s and are revoked now and
 //! then, some requests get 429 or 500, one connection is reset, page sizes
 //! vary, an outage can be switched on mid-run, and records are spaced and
-//! escaped in several ways so that a re-encoded body would show.
+//! escaped in several ways so that a re-encoded body would show. Tokens are
+//! opaque strings, or, as the real API issues them, JWTs whose `iat` and
+//! `exp` claims say how long they live.
 
 use audit_archiver_test_kit::{self as kit, stderr, summary, Host, Moto};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -26,6 +28,8 @@ const TENANT: &str = "acme";
 /// 2026-01-01T00:00+09:00.
 const RANGE_START_MS: i64 = 1_767_193_200_000;
 const DAY_MS: i64 = 86_400_000;
+/// How long the fake's tokens live (the real API's live 600 s).
+const TOKEN_TTL_SECS: u64 = 3;
 
 /// Faults the fake injects, by sequence number of `/audit/api/v1/log` calls.
 #[derive(Debug, Clone, Copy)]
@@ -47,12 +51,16 @@ struct FakeState {
     refused_logins: u64,
     extends: u64,
     unauthorized: u64,
+    /// Of those, tokens revoked by the fault, not expired.
+    revoked: u64,
     throttled: u64,
     errors: u64,
     resets: u64,
     served: u64,
     /// Every audit call after this many answers 503 (an outage).
     outage_after: Option<u64>,
+    /// Issue JWTs (`iat`, `exp` = `iat` + the lifetime) instead of opaque tokens.
+    jwt_tokens: bool,
 }
 
 /// A fake Prisma Cloud API (see the module doc for the document it follows).
@@ -84,7 +92,7 @@ impl FakePrisma {
         let state = Arc::new(Mutex::new(FakeState::default()));
         let api = Arc::new(Api {
             records,
-            token_ttl: Duration::from_secs(3),
+            token_ttl: Duration::from_secs(TOKEN_TTL_SECS),
             rate_limit,
             faults,
             state: state.clone(),
@@ -272,6 +280,7 @@ impl Api {
                         state.tokens.remove(t);
                     }
                     state.unauthorized += 1;
+                    state.revoked += 1;
                     return Reply::Respond(401, vec![], String::new());
                 }
                 if n % f.every_429 == 2 {
@@ -345,11 +354,33 @@ impl Api {
 
 fn new_token(state: &mut FakeState) -> String {
     state.issued += 1;
-    let token = format!(
-        "tok{}x{:x}",
-        state.issued,
-        Sha256::digest(state.issued.to_le_bytes())[0]
-    );
+    let token = if state.jwt_tokens {
+        let url = |bytes: &[u8]| {
+            aws_smithy_types::base64::encode(bytes)
+                .trim_end_matches('=')
+                .replace('+', "-")
+                .replace('/', "_")
+        };
+        let iat = chrono::Utc::now().timestamp();
+        let claims = format!(
+            r#"{{"sub":"{ACCESS_KEY}","iat":{iat},"exp":{},"jti":{}}}"#,
+            iat + TOKEN_TTL_SECS as i64,
+            state.issued
+        );
+        let signed = format!(
+            "{}.{}",
+            url(br#"{"alg":"HS256","typ":"JWT"}"#),
+            url(claims.as_bytes())
+        );
+        let signature = url(&Sha256::digest(format!("{signed}{SECRET_KEY}")));
+        format!("{signed}.{signature}")
+    } else {
+        format!(
+            "tok{}x{:x}",
+            state.issued,
+            Sha256::digest(state.issued.to_le_bytes())[0]
+        )
+    };
     state.tokens.insert(token.clone(), Instant::now());
     token
 }
@@ -629,6 +660,94 @@ async fn archives_120_days_exactly_once_and_resumes_from_checkpoints() {
         .filter(|k| k.starts_with("_state/backfill/"))
         .collect();
     assert_eq!(after, checkpoints);
+}
+
+/// What a new user meets against a busy tenant (issue #24): tokens that
+/// expire within seconds, as JWTs saying so, and 429s without `Retry-After`
+/// on about 8 % of the searches, with default settings. Follows the same
+/// documents as the fake (Prisma Cloud API reference: "Login", "Extend
+/// Session", "Get Audit Logs"; the rate-limit page: 429 beyond the limit).
+/// Every record is archived once; no request goes out with an expired token
+/// (renewed from the token's own `exp` before it runs out, or replaced by a
+/// login when the pacer held the request past that); a 429 is retried at
+/// the next slot, not after a backoff.
+#[tokio::test(flavor = "multi_thread")]
+async fn short_lived_tokens_and_429s_lose_and_double_nothing_and_cost_a_slot_each() {
+    let records = records(700, 1, 40);
+    let api = FakePrisma::start(
+        records.clone(),
+        10,
+        Faults {
+            every_429: 12,
+            every_500: 1_000_000,
+            every_revoke: 1_000_000,
+            reset_at: None,
+        },
+    )
+    .await;
+    api.state.lock().unwrap().jwt_tokens = true;
+    let moto = Moto::start().await;
+    let bucket = moto.bucket().await;
+    let args = backfill_args(&bucket, &api.url, ("2026-01-01", "2026-02-09"), &[]);
+    let mut command = with_keys(moto.command(&args));
+    command.env("RUST_LOG", "info");
+    let started = Instant::now();
+    let output = kit::run_with_limit(command, Duration::from_secs(120));
+    let elapsed = started.elapsed();
+    let log = stderr(&output);
+    println!("run: {elapsed:?}, fake API: {}", api.stats());
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        &log[log.len().saturating_sub(4000)..]
+    );
+    let run = summary(&output);
+    assert_eq!(run["stored"], records.len() as u64, "{run}");
+    assert_eq!(run["windows_incomplete"], 0, "{run}");
+    let checkpoints = audit_archive(&moto, &bucket, &records, &api.url).await;
+    assert_eq!(checkpoints.len(), 40, "one checkpoint per day");
+    let state = api.state.lock().unwrap();
+    assert!(
+        state.throttled >= 3,
+        "429s exercised: {}",
+        api_stats(&state)
+    );
+    assert!(
+        state.logins + state.extends >= 3,
+        "tokens renewed: {}",
+        api_stats(&state)
+    );
+    assert_eq!(
+        state.unauthorized,
+        state.revoked,
+        "a request carried an expired token: {}",
+        api_stats(&state)
+    );
+    // 429s without Retry-After (the fake sends one for its first two) are
+    // retried at once, at the pacer's next slot.
+    let retries: Vec<&str> = log.lines().filter(|l| l.contains("HTTP 429")).collect();
+    assert!(
+        retries.iter().any(|l| l.contains("retry_in_ms=0"))
+            && retries
+                .iter()
+                .all(|l| l.contains("retry_in_ms=0") || l.contains("retry_in_ms=1000")),
+        "{retries:#?}"
+    );
+    // Every request the run needed, at 10 per second, and a margin for a
+    // loaded machine; the backoff it replaced cost seconds per 429.
+    let needed = state.log_calls + state.logins + state.extends;
+    assert!(
+        elapsed < Duration::from_millis(needed * 100) * 3 / 2 + Duration::from_secs(3),
+        "{elapsed:?} for {needed} requests"
+    );
+}
+
+fn api_stats(s: &FakeState) -> String {
+    format!(
+        "logins {}, extends {}, 401s {} ({} revoked), 429s {}, pages {}",
+        s.logins, s.extends, s.unauthorized, s.revoked, s.throttled, s.served
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,7 +1,7 @@
 //! Where messages come from: SQS queues (`sqs.rs`, what `run` receives and
 //! `discovery` lists), the SQS event Lambda hands a function
 //! (`lambda_event.rs`), and the Prisma Cloud API that `backfill` pages through
-//! (`prisma.rs`). Each yields [`ReceivedMessage`]s; SQS also gives each
+//! (`prisma/`). Each yields [`ReceivedMessage`]s; SQS also gives each
 //! delivery its receipt handle ([`Delivery`]), which only the settle stage
 //! uses.
 

@@ -1,7 +1,34 @@
 //! One tenant's backfill: its windows in order, each paged from the API,
 //! routed and stored, then checkpointed.
+//!
+//! Reading and storing overlap: the pages are read in order into a short
+//! queue while the records of earlier ones are stored and their windows
+//! checkpointed, so the API's pace, not S3's, sets the time a range takes.
 
 use super::*;
+
+use tokio::sync::mpsc;
+
+/// Pages read ahead of the one being stored (at most 500 records each).
+const READ_AHEAD_PAGES: usize = 10;
+
+/// A page on its way from the API to the store.
+struct Fetched {
+    records: Vec<String>,
+    fetched_at_ms: i64,
+    /// The window's last page.
+    last: bool,
+}
+
+/// What archiving a list of windows came to.
+struct Archived {
+    /// Windows ended, from the first on (complete or not).
+    ended: usize,
+    /// How the last of them ended, and its records.
+    last: Option<(WindowEnd, u64)>,
+    /// Why the API stopped being read before the end, if it did.
+    error: Option<ApiError>,
+}
 
 /// How one window ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,44 +77,30 @@ impl TenantRun {
                 return false;
             }
         };
-        let mut api_ok = true;
-        for (index, window) in windows.iter().enumerate() {
-            if *self.shutdown.borrow() {
-                progress
-                    .windows_incomplete
-                    .fetch_add((windows.len() - index) as u64, Ordering::Relaxed);
-                return api_ok;
-            }
+        let mut todo = Vec::new();
+        for window in &windows {
             if covered(&done, *window) {
                 progress.windows_skipped.fetch_add(1, Ordering::Relaxed);
                 progress.windows_done.fetch_add(1, Ordering::Relaxed);
-                continue;
+            } else {
+                todo.push(*window);
             }
-            match self.window(&mut router, *window).await {
-                Ok((WindowEnd::Complete, records)) => {
-                    let recorded = self.checkpoint(*window, records).await;
-                    if !recorded {
-                        progress.windows_incomplete.fetch_add(1, Ordering::Relaxed);
-                    }
-                    self.log_window(*window, records, recorded);
-                }
-                Ok((WindowEnd::Incomplete, records)) => {
-                    progress.windows_incomplete.fetch_add(1, Ordering::Relaxed);
-                    self.log_window(*window, records, false);
-                }
-                Err(error) => {
-                    // The API is down or refusing: the later windows cannot
-                    // be read either. Their checkpoints stay as they are.
-                    tracing::error!(%tenant, %error, window_start_ms = window.start_ms, "cannot read the window from the API; stopping this tenant");
-                    progress
-                        .windows_incomplete
-                        .fetch_add((windows.len() - index) as u64, Ordering::Relaxed);
-                    api_ok = false;
-                    break;
-                }
-            }
-            progress.windows_done.fetch_add(1, Ordering::Relaxed);
         }
+        let archived = self.archive(&mut router, &todo, true).await;
+        // Windows not ended: the API failed, or a signal stopped the range.
+        progress
+            .windows_incomplete
+            .fetch_add((todo.len() - archived.ended) as u64, Ordering::Relaxed);
+        let api_ok = match archived.error {
+            None => true,
+            Some(error) => {
+                // The API is down or refusing: the later windows cannot
+                // be read either. Their checkpoints stay as they are.
+                let window_start_ms = todo.get(archived.ended).map(|w| w.start_ms);
+                tracing::error!(%tenant, %error, window_start_ms, "cannot read the window from the API; stopping this tenant");
+                false
+            }
+        };
         if let (Some(follow), true) = (follow, api_ok) {
             self.follow(&mut router, to_ms, follow).await;
         }
@@ -117,16 +130,18 @@ impl TenantRun {
                 .progress
                 .windows_total
                 .fetch_add(1, Ordering::Relaxed);
-            match self.window(router, window).await {
-                Ok((WindowEnd::Complete, records)) => {
+            let archived = self.archive(router, &[window], false).await;
+            match (archived.error, archived.last) {
+                (Some(error), _) => {
+                    tracing::warn!(tenant = %self.source.tenant, %error, "follow: cannot read the API; the next poll tries again");
+                }
+                (None, Some((WindowEnd::Complete, records))) => {
                     since_ms = now;
                     tracing::info!(tenant = %self.source.tenant, records, "follow: polled the latest records");
                 }
-                Ok((WindowEnd::Incomplete, records)) => {
+                (None, last) => {
+                    let records = last.map_or(0, |(_, records)| records);
                     tracing::warn!(tenant = %self.source.tenant, records, "follow: some records not archived; the next poll tries again");
-                }
-                Err(error) => {
-                    tracing::warn!(tenant = %self.source.tenant, %error, "follow: cannot read the API; the next poll tries again");
                 }
             }
             self.shared
@@ -173,49 +188,110 @@ impl TenantRun {
         }
     }
 
-    /// Reads every page of `window` and archives its records; the next page
-    /// is fetched while the current one is stored.
-    async fn window(
+    /// Reads every page of `windows` in order and archives their records,
+    /// reading ahead while storing; with `checkpoint`, records each window
+    /// that ends complete (and counts and logs it) as soon as it does.
+    async fn archive(
         &self,
         router: &mut RouterInstance,
-        window: Window,
-    ) -> Result<(WindowEnd, u64), ApiError> {
-        let (start, end) = (window.start_ms, window.end_ms - 1);
-        let mut shutdown = self.shutdown.clone();
-        let mut page = tokio::select! {
-            page = self.client.audit_page(start, end, None) => page?,
-            _ = stopped(&mut shutdown) => return Ok((WindowEnd::Incomplete, 0)),
-        };
-        let mut end_state = WindowEnd::Complete;
-        let mut records = 0;
-        loop {
-            let fetched_at = chrono::Utc::now().timestamp_millis();
-            records += page.records.len() as u64;
-            self.shared
-                .progress
-                .records
-                .fetch_add(page.records.len() as u64, Ordering::Relaxed);
-            let next = page.next_page_token.clone();
-            let store = self.store(router, &page.records, fetched_at);
-            let (complete, next_page) = match &next {
-                Some(token) => {
-                    let fetch = self.client.audit_page(start, end, Some(token));
-                    let (complete, next_page) = tokio::join!(store, fetch);
-                    (complete, Some(next_page))
-                }
-                None => (store.await, None),
+        windows: &[Window],
+        checkpoint: bool,
+    ) -> Archived {
+        let (pages, mut queue) = mpsc::channel(READ_AHEAD_PAGES);
+        let read = self.read(windows, pages);
+        let store = async {
+            let mut archived = Archived {
+                ended: 0,
+                last: None,
+                error: None,
             };
-            if !complete {
-                end_state = WindowEnd::Incomplete;
+            let (mut end_state, mut records) = (WindowEnd::Complete, 0u64);
+            // Until the reader is done: on a signal it stops asking, and the
+            // pages in hand are still stored.
+            while let Some(page) = queue.recv().await {
+                let page: Fetched = match page {
+                    Ok(page) => page,
+                    Err(error) => {
+                        archived.error = Some(error);
+                        break;
+                    }
+                };
+                records += page.records.len() as u64;
+                self.shared
+                    .progress
+                    .records
+                    .fetch_add(page.records.len() as u64, Ordering::Relaxed);
+                if !self.store(router, &page.records, page.fetched_at_ms).await {
+                    end_state = WindowEnd::Incomplete;
+                }
+                if !page.last {
+                    continue;
+                }
+                let window = windows[archived.ended];
+                if checkpoint {
+                    self.window_ended(window, end_state, records).await;
+                }
+                archived.ended += 1;
+                archived.last = Some((end_state, records));
+                (end_state, records) = (WindowEnd::Complete, 0);
             }
-            match next_page {
-                None => return Ok((end_state, records)),
-                Some(next_page) => page = next_page?,
-            }
-            if *shutdown.borrow() {
-                return Ok((WindowEnd::Incomplete, records));
+            archived
+        };
+        let ((), archived) = tokio::join!(read, store);
+        archived
+    }
+
+    /// Reads the pages of `windows` in order into `pages`, until the end, an
+    /// API failure (sent on) or a signal.
+    async fn read(&self, windows: &[Window], pages: mpsc::Sender<Result<Fetched, ApiError>>) {
+        let mut shutdown = self.shutdown.clone();
+        for window in windows {
+            let (start, end) = (window.start_ms, window.end_ms - 1);
+            let mut page_token: Option<String> = None;
+            loop {
+                if *shutdown.borrow() {
+                    return;
+                }
+                let page = tokio::select! {
+                    page = self.client.audit_page(start, end, page_token.as_deref()) => page,
+                    _ = stopped(&mut shutdown) => return,
+                };
+                let page = match page {
+                    Ok(page) => page,
+                    Err(error) => {
+                        let _ = pages.send(Err(error)).await;
+                        return;
+                    }
+                };
+                page_token = page.next_page_token;
+                let fetched = Fetched {
+                    records: page.records,
+                    fetched_at_ms: chrono::Utc::now().timestamp_millis(),
+                    last: page_token.is_none(),
+                };
+                if pages.send(Ok(fetched)).await.is_err() {
+                    return;
+                }
+                if page_token.is_none() {
+                    break;
+                }
             }
         }
+    }
+
+    /// Checkpoints a window of the range that ended complete; counts and
+    /// logs it.
+    async fn window_ended(&self, window: Window, end_state: WindowEnd, records: u64) {
+        let progress = &self.shared.progress;
+        let recorded = match end_state {
+            WindowEnd::Complete => self.checkpoint(window, records).await,
+            WindowEnd::Incomplete => false,
+        };
+        if !recorded {
+            progress.windows_incomplete.fetch_add(1, Ordering::Relaxed);
+        }
+        self.log_window(window, records, recorded);
+        progress.windows_done.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Routes and stores records, `concurrency` at a time; whether every one

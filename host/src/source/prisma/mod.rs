@@ -4,11 +4,12 @@
 //! access key id and secret returns a token sent as `x-redlock-auth`; a token
 //! lives 10 minutes and is renewed with `GET /auth_token/extend`;
 //! `POST /audit/api/v1/log` returns one page of audit records and a
-//! `nextPageToken` while more remain. Every request goes through a rate
-//! limiter (the API allows 10 requests/s); `429` (honouring `Retry-After`),
-//! `5xx`, timeouts and connection errors are retried with exponential backoff
-//! for a bounded number of attempts. The secret never reaches a log line or an
-//! error message: it lives in a [`Secret`], and request bodies are not logged.
+//! `nextPageToken` while more remain. Every request goes through a pacer
+//! (the API allows 10 requests/s; [`pace`]); `429` (honouring `Retry-After`),
+//! `5xx`, timeouts and connection errors are retried for a bounded number of
+//! attempts. Tokens are renewed before they expire ([`token`]). The secret
+//! never reaches a log line or an error message: it lives in a [`Secret`], and
+//! request bodies are not logged.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,56 +27,23 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::sync::Mutex;
 
+mod credentials;
+mod pace;
+mod token;
+
+pub use credentials::{Credentials, Secret};
+
+use pace::{retry_wait, Failure, Pacer};
+use token::Session;
+
 /// The header that carries the session token.
 const AUTH_HEADER: &str = "x-redlock-auth";
 
 /// Longest wait for one request, response body included.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// First and longest delay between two attempts of a request.
-const FIRST_BACKOFF: Duration = Duration::from_millis(250);
-const MAX_BACKOFF: Duration = Duration::from_secs(20);
-
 /// Largest response accepted (a page of 500 records is well under 1 MiB).
 const MAX_RESPONSE_BYTES: usize = 64 << 20;
-
-/// A secret string whose `Debug` and `Display` print `***`, so it cannot leak
-/// through a log line or an error message by accident.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(value: String) -> Self {
-        Self(value)
-    }
-
-    /// The secret itself, for the one place that sends it.
-    fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-/// A Prisma Cloud access key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Credentials {
-    /// The access key id (the `username` of `/login`).
-    pub access_key_id: Secret,
-    /// The secret key (the `password` of `/login`).
-    pub secret_key: Secret,
-}
 
 /// How the client paces and retries requests.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -153,32 +121,6 @@ pub struct ApiCounters {
     pub retries: AtomicU64,
 }
 
-/// Spaces requests so that at most `rate` start per second.
-#[derive(Debug)]
-struct RateLimiter {
-    interval: Duration,
-    next: Mutex<Instant>,
-}
-
-impl RateLimiter {
-    fn new(requests_per_sec: f64) -> Self {
-        Self {
-            interval: Duration::from_secs_f64(1.0 / requests_per_sec.max(0.001)),
-            next: Mutex::new(Instant::now()),
-        }
-    }
-
-    async fn acquire(&self) {
-        let slot = {
-            let mut next = self.next.lock().await;
-            let slot = (*next).max(Instant::now());
-            *next = slot + self.interval;
-            slot
-        };
-        tokio::time::sleep_until(slot.into()).await;
-    }
-}
-
 /// One page of audit records.
 #[derive(Debug)]
 pub struct Page {
@@ -201,15 +143,32 @@ struct TokenBody {
     token: String,
 }
 
-struct Session {
-    token: Secret,
-    issued: Instant,
+/// The token a request carries.
+#[derive(Clone, Copy)]
+enum Auth<'a> {
+    /// None (`/login`).
+    None,
+    /// This one (`/auth_token/extend`).
+    Token(&'a Secret),
+    /// The session's, fresh for each attempt: a retry may wait long enough
+    /// for the token it first carried to fall due.
+    Session,
+}
+
+/// A response, and what it took.
+struct Answer {
+    status: StatusCode,
+    bytes: Bytes,
+    /// When the attempt that got it was sent.
+    sent: Instant,
+    /// The token it carried.
+    token: Option<Secret>,
 }
 
 /// What one attempt came to.
 enum Attempt {
     Done(StatusCode, Bytes),
-    Retry(String, Option<Duration>),
+    Retry(Failure, String, Option<Duration>),
 }
 
 /// A logged-in client of one Prisma Cloud tenant's API.
@@ -218,7 +177,7 @@ pub struct PrismaClient {
     base: String,
     credentials: Credentials,
     settings: ClientSettings,
-    limiter: RateLimiter,
+    pacer: Pacer,
     session: Mutex<Option<Session>>,
     counters: Arc<ApiCounters>,
 }
@@ -253,7 +212,7 @@ impl PrismaClient {
             base: api_url.trim_end_matches('/').to_string(),
             credentials,
             settings,
-            limiter: RateLimiter::new(settings.requests_per_sec),
+            pacer: Pacer::new(settings.requests_per_sec),
             session: Mutex::new(None),
             counters,
         })
@@ -280,8 +239,19 @@ impl PrismaClient {
             "password": self.credentials.secret_key.expose(),
         })
         .to_string();
-        let (status, bytes) = self
-            .send("POST /login", Method::POST, "/login", None, Some(body))
+        let Answer {
+            status,
+            bytes,
+            sent: asked,
+            ..
+        } = self
+            .send(
+                "POST /login",
+                Method::POST,
+                "/login",
+                Auth::None,
+                Some(body),
+            )
             .await?;
         match status.as_u16() {
             200..=299 => {}
@@ -296,59 +266,67 @@ impl PrismaClient {
         let token: TokenBody = serde_json::from_slice(&bytes)
             .map_err(|e| self.rejected("POST /login", format!("the response has no token: {e}")))?;
         tracing::debug!(api = %self.base, "logged in to Prisma Cloud");
-        Ok(Session {
-            token: Secret::new(token.token),
-            issued: Instant::now(),
-        })
+        Ok(Session::new(
+            token.token,
+            asked,
+            self.settings.token_renew_after,
+        ))
     }
 
     /// Renews `current` with `/auth_token/extend`; logs in again when the
     /// API refuses to extend it (it expired).
     async fn renew(&self, current: &Session) -> Result<Session, ApiError> {
-        let (status, bytes) = self
+        let Answer {
+            status,
+            bytes,
+            sent: asked,
+            ..
+        } = self
             .send(
                 "GET /auth_token/extend",
                 Method::GET,
                 "/auth_token/extend",
-                Some(&current.token),
+                Auth::Token(&current.token),
                 None,
             )
             .await?;
         if status.is_success() {
             if let Ok(token) = serde_json::from_slice::<TokenBody>(&bytes) {
                 tracing::debug!(api = %self.base, "renewed the Prisma Cloud token");
-                return Ok(Session {
-                    token: Secret::new(token.token),
-                    issued: Instant::now(),
-                });
+                return Ok(Session::new(
+                    token.token,
+                    asked,
+                    self.settings.token_renew_after,
+                ));
             }
         }
         tracing::debug!(api = %self.base, status = status.as_u16(), "token not renewed; logging in again");
         self.new_session().await
     }
 
-    /// A token young enough to use.
+    /// A token young enough to use: still short of its renewal age when
+    /// the request carrying it can start (the pacer may make it wait).
     async fn token(&self) -> Result<Secret, ApiError> {
         let mut session = self.session.lock().await;
+        let start = self.pacer.next_start();
         let fresh = match session.take() {
-            None => self.new_session().await?,
-            Some(s) if s.issued.elapsed() >= self.settings.token_renew_after => {
-                self.renew(&s).await?
-            }
-            Some(s) => s,
+            Some(s) if !s.due_by(start) => s,
+            Some(s) if s.alive_at(start) => self.renew(&s).await?,
+            _ => self.new_session().await?,
         };
         let token = fresh.token.clone();
         *session = Some(fresh);
         Ok(token)
     }
 
-    /// After a 401: renews the token unless another request did already.
+    /// After a 401: logs in again unless another request did already. (An
+    /// API that refused the token would refuse to extend it too: asking
+    /// would only cost a request.)
     async fn refresh_after_401(&self, rejected: &Secret) -> Result<(), ApiError> {
         let mut session = self.session.lock().await;
         let fresh = match session.take() {
             Some(s) if s.token != *rejected => s,
-            Some(s) => self.renew(&s).await?,
-            None => self.new_session().await?,
+            _ => self.new_session().await?,
         };
         *session = Some(fresh);
         Ok(())
@@ -371,22 +349,28 @@ impl PrismaClient {
             request["nextPageToken"] = page_token.into();
         }
         let body = request.to_string();
-        // A 401 means the token expired between our check and the request:
-        // renew it and ask again, a few times at most.
+        // A 401 means the token expired or was revoked after our check: log
+        // in again and ask again, a few times at most.
         for _ in 0..4 {
-            let token = self.token().await?;
-            let (status, bytes) = self
+            let Answer {
+                status,
+                bytes,
+                token,
+                ..
+            } = self
                 .send(
                     WHAT,
                     Method::POST,
                     "/audit/api/v1/log",
-                    Some(&token),
+                    Auth::Session,
                     Some(body.clone()),
                 )
                 .await?;
             if status == StatusCode::UNAUTHORIZED {
-                tracing::debug!(api = %self.base, "token refused (401); renewing it");
-                self.refresh_after_401(&token).await?;
+                tracing::debug!(api = %self.base, "token refused (401); logging in again");
+                if let Some(token) = token {
+                    self.refresh_after_401(&token).await?;
+                }
                 continue;
             }
             if !status.is_success() {
@@ -413,28 +397,42 @@ impl PrismaClient {
         }
     }
 
-    /// Sends one request, paced by the rate limiter, retrying 429, 5xx,
-    /// timeouts and connection errors with backoff. Returns any other status
-    /// with its body.
+    /// Sends one request, paced, retrying 429, 5xx, timeouts and connection
+    /// errors (see [`retry_wait`]). Returns any other status with its body,
+    /// and when the attempt that got it was sent (a token's age counts from
+    /// there, not from a wait for the pacer).
     async fn send(
         &self,
         what: &'static str,
         method: Method,
         path: &str,
-        token: Option<&Secret>,
+        auth: Auth<'_>,
         body: Option<String>,
-    ) -> Result<(StatusCode, Bytes), ApiError> {
-        let mut delay = FIRST_BACKOFF;
+    ) -> Result<Answer, ApiError> {
         let mut attempt = 1;
         loop {
-            self.limiter.acquire().await;
+            let token = match auth {
+                Auth::None => None,
+                Auth::Token(token) => Some(token.clone()),
+                // Boxed: renewing the token sends a request of its own.
+                Auth::Session => Some(Box::pin(self.token()).await?),
+            };
+            self.pacer.acquire().await;
+            let sent = Instant::now();
             self.counters.requests.fetch_add(1, Ordering::Relaxed);
             let outcome = self
-                .attempt(method.clone(), path, token, body.clone())
+                .attempt(method.clone(), path, token.as_ref(), body.clone())
                 .await;
-            let (reason, retry_after) = match outcome {
-                Attempt::Done(status, bytes) => return Ok((status, bytes)),
-                Attempt::Retry(reason, retry_after) => (reason, retry_after),
+            let (failure, reason, retry_after) = match outcome {
+                Attempt::Done(status, bytes) => {
+                    return Ok(Answer {
+                        status,
+                        bytes,
+                        sent,
+                        token,
+                    })
+                }
+                Attempt::Retry(failure, reason, retry_after) => (failure, reason, retry_after),
             };
             if attempt >= self.settings.max_attempts {
                 return Err(ApiError::GaveUp {
@@ -444,11 +442,10 @@ impl PrismaClient {
                     last: reason,
                 });
             }
-            let wait = retry_after.unwrap_or(delay).min(MAX_BACKOFF * 3);
+            let wait = retry_wait(failure, retry_after, attempt, self.pacer.interval());
             tracing::warn!(api = %self.base, request = what, %reason, attempt, retry_in_ms = wait.as_millis() as u64, "Prisma Cloud request failed; retrying");
             self.counters.retries.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(wait).await;
-            delay = (delay * 2).min(MAX_BACKOFF);
             attempt += 1;
         }
     }
@@ -473,12 +470,20 @@ impl PrismaClient {
                     value.set_sensitive(true);
                     request = request.header(AUTH_HEADER, value);
                 }
-                Err(_) => return Attempt::Retry("the API returned an unusable token".into(), None),
+                Err(_) => {
+                    return Attempt::Retry(
+                        Failure::Unavailable,
+                        "the API returned an unusable token".into(),
+                        None,
+                    )
+                }
             }
         }
         let request = match request.body(Full::new(Bytes::from(body.unwrap_or_default()))) {
             Ok(request) => request,
-            Err(e) => return Attempt::Retry(format!("invalid request: {e}"), None),
+            Err(e) => {
+                return Attempt::Retry(Failure::Unavailable, format!("invalid request: {e}"), None)
+            }
         };
         let exchange = async {
             let response = self.http.request(request).await.map_err(|e| {
@@ -508,45 +513,26 @@ impl PrismaClient {
             Ok::<_, String>((status, retry_after, bytes))
         };
         match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
-            Err(_) => Attempt::Retry(format!("no response within {REQUEST_TIMEOUT:?}"), None),
-            Ok(Err(reason)) => Attempt::Retry(reason, None),
+            Err(_) => Attempt::Retry(
+                Failure::Unavailable,
+                format!("no response within {REQUEST_TIMEOUT:?}"),
+                None,
+            ),
+            Ok(Err(reason)) => Attempt::Retry(Failure::Unavailable, reason, None),
             Ok(Ok((status, retry_after, _))) if status == StatusCode::TOO_MANY_REQUESTS => {
                 self.counters.throttled.fetch_add(1, Ordering::Relaxed);
-                Attempt::Retry("HTTP 429 (rate limited)".into(), retry_after)
+                Attempt::Retry(
+                    Failure::Throttled,
+                    "HTTP 429 (rate limited)".into(),
+                    retry_after,
+                )
             }
-            Ok(Ok((status, retry_after, _))) if status.is_server_error() => {
-                Attempt::Retry(format!("HTTP {}", status.as_u16()), retry_after)
-            }
+            Ok(Ok((status, retry_after, _))) if status.is_server_error() => Attempt::Retry(
+                Failure::Unavailable,
+                format!("HTTP {}", status.as_u16()),
+                retry_after,
+            ),
             Ok(Ok((status, _, bytes))) => Attempt::Done(status, bytes),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_never_print() {
-        let credentials = Credentials {
-            access_key_id: Secret::new("AKIA-visible".into()),
-            secret_key: Secret::new("hunter2".into()),
-        };
-        let text = format!("{credentials:?} {}", credentials.secret_key);
-        assert!(
-            !text.contains("hunter2") && !text.contains("AKIA"),
-            "{text}"
-        );
-    }
-
-    #[tokio::test]
-    async fn the_limiter_spaces_requests() {
-        let limiter = RateLimiter::new(50.0);
-        let started = Instant::now();
-        for _ in 0..6 {
-            limiter.acquire().await;
-        }
-        // Five intervals of 20 ms after the first, immediate, request.
-        assert!(started.elapsed() >= Duration::from_millis(95));
     }
 }
