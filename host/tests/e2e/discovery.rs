@@ -288,7 +288,7 @@ async fn a_message_on_any_of_many_idle_queues_is_archived_at_once() {
     }
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let mut host = Host::spawn(moto.command(&[
+    let host = Host::spawn(moto.command(&[
         "run",
         "--bucket",
         &bucket,
