@@ -51,14 +51,20 @@ async fn sigterm_under_load_exits_in_time_and_releases_at_once() {
         let host = Host::spawn(moto.command(&args.iter().map(String::as_str).collect::<Vec<_>>()));
         let target = step * (round + 1) + rng.range(0, (step / 2).max(1) as u64) as usize;
         kit::wait_for_objects(&moto, &bucket, target).await;
+        // The earlier rounds may already have stored `target`: wait until
+        // this host holds messages too. A signal during start-up, before the
+        // host holds anything, ends it by the signal's default action; that
+        // is not the case under test.
+        let holding_by = Instant::now() + Duration::from_secs(60);
+        while in_flight(&moto, &queues).await == 0 {
+            assert!(
+                Instant::now() < holding_by,
+                "round {round}: the host received nothing within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         tokio::time::sleep(Duration::from_millis(rng.range(0, 300))).await;
-        let in_flight_before: u64 = {
-            let mut n = 0;
-            for q in &queues {
-                n += moto.depth_parts(q).await.1;
-            }
-            n
-        };
+        let in_flight_before = in_flight(&moto, &queues).await;
         let signalled = Instant::now();
         host.term();
         let output = host
@@ -75,10 +81,7 @@ async fn sigterm_under_load_exits_in_time_and_releases_at_once() {
             "round {round}: {}",
             stderr(&output)
         );
-        let mut hidden = 0;
-        for q in &queues {
-            hidden += moto.depth_parts(q).await.1;
-        }
+        let hidden = in_flight(&moto, &queues).await;
         let summary = summary_of(&output);
         released += counter(&summary, "released");
         let stored = moto.object_count(&bucket).await;
@@ -128,4 +131,13 @@ async fn sigterm_under_load_exits_in_time_and_releases_at_once() {
     audit(&moto, &bucket, &sent, &queues)
         .await
         .assert_perfect(name);
+}
+
+/// Messages received and not yet deleted, over all `queues`.
+async fn in_flight(moto: &Moto, queues: &[String]) -> u64 {
+    let mut n = 0;
+    for q in queues {
+        n += moto.depth_parts(q).await.1;
+    }
+    n
 }
