@@ -4,7 +4,7 @@ function (`target/lambda/x86_64/bootstrap`, with and without its precompiled
 `router.cwasm`) against the reference design's Python handler
 (bench/lambda_reference.py, boto3, one put_object per record) run by
 `awslambdaric`, both under the same Lambda Runtime API served here on
-loopback and the same local moto server.
+loopback and the same local S3 + SQS server.
 
 Runtime API: the documented interface (AWS Lambda Developer Guide, "Using the
 Lambda runtime API for custom runtimes"): GET /2018-06-01/runtime/invocation/next
@@ -19,11 +19,19 @@ Measured per function:
            (root only; --no-drop-caches skips it): what a new execution
            environment pays, whose package is read from its own storage
   warm     event submitted -> response received, one batch of 10 SQS records
-           (real messages received from moto), median of --batches
+           (real messages received from the server), median of --batches
   cpu      user+sys CPU of the function process per record over the warm batches
   rss      peak RSS (VmHWM) after the warm batches
 
+Endpoint: moto (the default), or with --endpoint bench the in-memory S3 + SQS
+of bench/endpoint/ (bench/endpoint.sh builds it), which answers in a few µs
+on kept-alive connections: moto's own slowness and the connections it closes
+then stop counting in either function's CPU (section 3 says why).
+
 Use: scripts/package-lambda.sh && .venv/bin/python bench/lambda.py [--quick]
+     [--endpoint moto|bench]
+     [--also LABEL=DIR ...]   (another packaged bootstrap in DIR, measured in
+                               the same run for an A/B of a change)
 """
 import argparse
 import http.server
@@ -41,6 +49,7 @@ import uuid
 
 from botocore.config import Config
 from common import ENV, ROOT, Moto, cpu_seconds, ratio
+from endpoint import ENDPOINT, Endpoint
 
 PACKAGE = os.path.join(ROOT, "target", "lambda", "x86_64")
 PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
@@ -243,6 +252,10 @@ def main():
     parser.add_argument("--no-drop-caches", dest="drop_caches", action="store_false",
                         help="skip the cold page cache starts (they need root)")
     parser.add_argument("--quick", action="store_true", help="one tiny run of each (smoke)")
+    parser.add_argument("--endpoint", choices=["moto", "bench"], default="moto",
+                        help="the S3 + SQS server: moto, or bench/endpoint/'s in-memory one")
+    parser.add_argument("--also", action="append", default=[], metavar="LABEL=DIR",
+                        help="also measure the package in DIR (bootstrap, router.cwasm) as LABEL")
     args = parser.parse_args()
     if args.quick:
         args.cold, args.batches, args.drop_caches = 1, 1, False
@@ -251,20 +264,33 @@ def main():
     if not os.path.exists(os.path.join(PACKAGE, "bootstrap")):
         sys.exit("run scripts/package-lambda.sh first")
 
-    moto = Moto(Config(retries={"max_attempts": 10}))
-    endpoint, sqs, s3 = moto.endpoint, moto.sqs, moto.s3
+    if args.endpoint == "bench":
+        if not os.path.exists(ENDPOINT):
+            sys.exit("run bench/endpoint.sh --quick (or cargo build --release -p bench-endpoint) first")
+        server = Endpoint(threads=1)
+        endpoint = server.url
+    else:
+        server = Moto(Config(retries={"max_attempts": 10}))
+        endpoint = server.endpoint
+    sqs, s3 = server.sqs, server.s3
     queue_url = sqs.create_queue(QueueName="acme-prismacloud-auditlog")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
 
     bare = tempfile.mkdtemp(prefix="lambda-bench-")
     shutil.copy(os.path.join(PACKAGE, "bootstrap"), bare)
+    functions = [("rust", PACKAGE), ("rust_compile_at_init", bare), ("python", None)]
+    for also in args.also:
+        label, _, workdir = also.partition("=")
+        if not os.path.exists(os.path.join(workdir, "bootstrap")):
+            sys.exit("--also %s: no bootstrap in %s" % (also, workdir))
+        functions.append((label, workdir))
     results = []
     try:
-        for kind, workdir in [("rust", PACKAGE), ("rust_compile_at_init", bare), ("python", None)]:
+        for kind, workdir in functions:
             results.append(measure(kind, workdir, endpoint, sqs, s3, queue_url, arn, args))
             print(json.dumps(results[-1]), flush=True)
     finally:
-        moto.close()
+        server.close()
         shutil.rmtree(bare, ignore_errors=True)
     rust, python = results[0], results[2]
     print(json.dumps({

@@ -54,7 +54,13 @@ pub fn lambda(args: LambdaArgs) -> Result<Exit, CommandError> {
         )));
     }
     let validated = args.validate();
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| CommandError::Runtime(e.into()))?;
+    // One thread: an execution environment runs one invocation at a time, and
+    // its records' requests interleave on one thread at less CPU than work
+    // stealing across several costs (BENCHMARKS.md, section 8).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CommandError::Runtime(e.into()))?;
     runtime.block_on(async move {
         let config = match validated {
             Ok(config) => config,
