@@ -287,14 +287,13 @@ async fn near_the_deadline_unfinished_records_are_reported_before_it() {
 
     // The deadline counts from submission: submit once the function waits
     // for work, or a slow init (a loaded machine) eats the 1.2 s.
-    let ready_by = std::time::Instant::now() + Duration::from_secs(60);
-    while api.next_requests().is_empty() {
-        assert!(
-            std::time::Instant::now() < ready_by,
-            "the function never asked for work"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    kit::wait_for_every(
+        "the function to ask for work",
+        Duration::from_secs(60),
+        Duration::from_millis(10),
+        || async { !api.next_requests().is_empty() },
+    )
+    .await;
     // Less time left than the margin: nothing is started, all is reported.
     let id = api.submit(&event, Duration::from_millis(1200));
     let outcome = api.outcome(&id, Duration::from_secs(30)).await.unwrap();

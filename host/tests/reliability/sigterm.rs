@@ -55,16 +55,15 @@ async fn sigterm_under_load_exits_in_time_and_releases_at_once() {
         // this host holds messages too. A signal during start-up, before the
         // host holds anything, ends it by the signal's default action; that
         // is not the case under test.
-        let holding_by = Instant::now() + Duration::from_secs(60);
-        while in_flight(&moto, &queues).await == 0 {
-            assert!(
-                Instant::now() < holding_by,
-                "round {round}: the host received nothing within 60 s"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        kit::wait_for_every(
+            &format!("round {round}: the host to hold messages"),
+            Duration::from_secs(60),
+            Duration::from_millis(10),
+            || async { moto.total_in_flight(&queues).await > 0 },
+        )
+        .await;
         tokio::time::sleep(Duration::from_millis(rng.range(0, 300))).await;
-        let in_flight_before = in_flight(&moto, &queues).await;
+        let in_flight_before = moto.total_in_flight(&queues).await;
         let signalled = Instant::now();
         host.term();
         let output = host
@@ -81,7 +80,7 @@ async fn sigterm_under_load_exits_in_time_and_releases_at_once() {
             "round {round}: {}",
             stderr(&output)
         );
-        let hidden = in_flight(&moto, &queues).await;
+        let hidden = moto.total_in_flight(&queues).await;
         let summary = summary_of(&output);
         released += counter(&summary, "released");
         let stored = moto.object_count(&bucket).await;
@@ -110,10 +109,7 @@ async fn sigterm_under_load_exits_in_time_and_releases_at_once() {
         Duration::from_secs(120),
     );
     assert!(output.status.success(), "{}", stderr(&output));
-    let mut hidden_now = 0;
-    for q in &queues {
-        hidden_now += moto.depth_parts(q).await.1;
-    }
+    let hidden_now = moto.total_in_flight(&queues).await;
     println!(
         "[{name}] final drain took {:.1}s: {}; hidden now {hidden_now}",
         drain_started.elapsed().as_secs_f64(),
@@ -131,13 +127,4 @@ async fn sigterm_under_load_exits_in_time_and_releases_at_once() {
     audit(&moto, &bucket, &sent, &queues)
         .await
         .assert_perfect(name);
-}
-
-/// Messages received and not yet deleted, over all `queues`.
-async fn in_flight(moto: &Moto, queues: &[String]) -> u64 {
-    let mut n = 0;
-    for q in queues {
-        n += moto.depth_parts(q).await.1;
-    }
-    n
 }

@@ -309,6 +309,16 @@ impl Moto {
         total
     }
 
+    /// Messages received from any of `queues` and not yet deleted or
+    /// released (SQS's not-visible count).
+    pub async fn total_in_flight(&self, queues: &[String]) -> u64 {
+        let mut total = 0;
+        for queue in queues {
+            total += self.depth_parts(queue).await.1;
+        }
+        total
+    }
+
     /// The keys of the bucket's current objects, in order.
     pub async fn keys(&self, bucket: &str) -> Vec<String> {
         let mut keys = Vec::new();
